@@ -88,7 +88,9 @@ def contrastive_search(model, input_ids, logits_processor, stopping_criteria, ge
     next_logits = outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32, device=input_ids.device)
     model_kwargs = model._update_model_kwargs_for_generation(outputs, model_kwargs)
     # From here on every row is expanded top_k times (one row per candidate), as beam search does.
-    model_kwargs["attention_mask"] = model_kwargs["attention_mask"].repeat_interleave(top_k, dim=0)
+    for key, value in list(model_kwargs.items()):
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == batch_size:
+            model_kwargs[key] = value.repeat_interleave(top_k, dim=0)   # attention_mask, position_ids
     cache = model_kwargs.get("cache")
     rows = torch.arange(batch_size, device=input_ids.device)
 
@@ -115,10 +117,8 @@ def contrastive_search(model, input_ids, logits_processor, stopping_criteria, ge
         next_logits = torch.stack(torch.split(outputs.logits[:, -1, :], top_k))[rows, selected, :]
         next_logits = next_logits.to(dtype=torch.float32, device=input_ids.device)
 
-        # Attention mask grows by one for every (expanded) row; the cache stays ours.
-        model_kwargs["attention_mask"] = torch.cat(
-            [model_kwargs["attention_mask"], model_kwargs["attention_mask"].new_ones((batch_size * top_k, 1))], dim=-1)
-        model_kwargs["cache"] = cache
+        # Attention mask and positions grow by one for every (expanded) row.
+        model_kwargs = model._update_model_kwargs_for_generation({"cache": cache}, model_kwargs)
 
         if has_eos_stop and pad_token_id is not None:
             next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
