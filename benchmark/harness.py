@@ -1,0 +1,86 @@
+"""lm-eval's HFLM with a webui preset and template stop strings applied.
+
+``PresetLM`` is what ``run_all`` hands to ``lm_eval.simple_evaluate``. It
+keeps everything of HFLM (batching, left padding, sorting by length, left
+truncation, caching) and changes three things:
+
+* the combination's preset decides how to decode (the task YAML's sampling keys
+  are replaced; ``until`` and ``max_gen_toks`` are kept), through
+  :meth:`benchmark.presets.Preset.generate_kwargs`, so webui penalties and
+  contrastive search work;
+* the template's stop strings are added to every request's ``until``;
+* prompts longer than the context are counted (HFLM truncates them from the
+  left) and reported in the results.
+
+The model can be switched between adapters between evaluations
+(:meth:`use_adapter`); the base model is loaded once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lm_eval.models.huggingface import HFLM
+
+log = logging.getLogger("benchmark")
+TASK_SAMPLING_KEYS = {"do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p", "num_beams",
+                      "repetition_penalty", "penalty_alpha", "length_penalty", "no_repeat_ngram_size"}
+
+
+class PresetLM(HFLM):
+    def __init__(self, model, tokenizer, preset, stop_strings=(), batch_size=8, max_length=None, **kwargs):
+        super().__init__(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length, **kwargs)
+        self.preset = preset
+        self.stop_strings = list(stop_strings)
+        self.truncated_prompts = 0
+        self.generated_tokens = 0
+
+    def set_preset(self, preset, stop_strings=None):
+        self.preset = preset
+        if stop_strings is not None:
+            self.stop_strings = list(stop_strings)
+
+    def use_adapter(self, name: str | None):
+        """Activate a loaded PEFT adapter by name, or the bare base model with ``None``."""
+        model = self.model
+        if not hasattr(model, "peft_config"):
+            if name is not None:
+                raise ValueError(f"adapter '{name}' requested but no adapter is attached")
+            return
+        if name is None:
+            model.base_model.disable_adapter_layers()
+        else:
+            model.base_model.enable_adapter_layers()
+            model.set_adapter(name)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        for request in requests:
+            context, gen_kwargs = request.args
+            gen_kwargs = {k: v for k, v in dict(gen_kwargs).items() if k not in TASK_SAMPLING_KEYS}
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            gen_kwargs["until"] = until + [s for s in self.stop_strings if s not in until]
+            request.args = (context, gen_kwargs)
+        return super().generate_until(requests, disable_tqdm=disable_tqdm)
+
+    def tok_batch_encode(self, strings, padding_side="left", left_truncate_len=None, truncation=False):
+        if left_truncate_len:
+            lengths = [len(self.tokenizer(s, add_special_tokens=False).input_ids) for s in strings]
+            over = sum(n > left_truncate_len for n in lengths)
+            if over:
+                self.truncated_prompts += over
+                log.warning("%d prompt(s) longer than %d tokens were truncated from the left", over, left_truncate_len)
+        return super().tok_batch_encode(strings, padding_side=padding_side, left_truncate_len=left_truncate_len,
+                                        truncation=truncation)
+
+    def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        from lm_eval.models.utils import stop_sequences_criteria
+
+        kwargs = {k: v for k, v in generation_kwargs.items() if k not in TASK_SAMPLING_KEYS}
+        kwargs.update(self.preset.generate_kwargs())
+        kwargs.pop("max_new_tokens", None)
+        stopping = stop_sequences_criteria(self.tokenizer, stop, context.shape[1], context.shape[0])
+        out = self.model.generate(input_ids=context, max_length=max_length, stopping_criteria=stopping,
+                                  pad_token_id=self.tokenizer.pad_token_id, use_cache=True, **kwargs)
+        self.generated_tokens += int((out[:, context.shape[1]:] != self.tokenizer.pad_token_id).sum())
+        return out

@@ -1,0 +1,412 @@
+"""Score every base+adapter combination of a suite on every task, then build the leaderboard.
+
+    python benchmark/run_all.py                      # embedded suite, fixed stratified sample
+    python benchmark/run_all.py --full               # whole test splits
+    python benchmark/run_all.py --suite seed --precision 8bit --device cuda
+    python benchmark/run_all.py --tasks belebele_spa_Latn --suite seed --adapters none
+
+Each base model is loaded once (8-bit by default); its adapters are attached with
+PEFT and switched between evaluations. Each combination decodes with its own
+preset and template (``--preset`` forces one preset for all). Results go to
+``<output-dir>/<model>/<adapter>/`` in lm-eval's schema with provenance added;
+finished combinations whose inputs did not change are skipped, so an
+interrupted run resumes where it stopped (``--force`` recomputes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+import traceback
+from collections import defaultdict
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python benchmark/run_all.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmark import results as res
+from benchmark.registry import REPO, RegistryError, load_registry
+
+TASKS_DIR = REPO / "tasks"
+DEFAULT_OUTPUT = REPO / "results"
+DEFAULT_SAMPLE = 8          # documents per leaf task in the default, fixed, stratified sample
+STRATA_FIELDS = ("ley", "categoria", "conocimiento", "tipo")
+log = logging.getLogger("benchmark")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default="embedded", help="suite from adapters/registry.yaml (default: embedded)")
+    p.add_argument("--models", nargs="+", help="model names (default: every model of the suite)")
+    p.add_argument("--adapters", nargs="+", default=["base", "instruct", "law", "merged"],
+                   help="which combinations: base instruct law merged (default: all); 'none' = base only")
+    p.add_argument("--tasks", nargs="+", help="task or group names: ours under tasks/ or stock lm-eval ones "
+                   "(default: every task under tasks/)")
+    p.add_argument("--limit", type=int, nargs="?", const=0, default=DEFAULT_SAMPLE,
+                   help=f"documents per leaf task, a fixed stratified sample (default {DEFAULT_SAMPLE}); "
+                        "--limit with no value or --full = whole test splits")
+    p.add_argument("--full", action="store_true", help="evaluate the whole test splits")
+    p.add_argument("--preset", help="decode every combination with this preset (name in presets/ or a path)")
+    p.add_argument("--precision", choices=["8bit", "4bit", "bf16", "fp32"], default="8bit")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-gen-toks", type=int, default=None, help="cap on generated tokens per answer")
+    p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
+    p.add_argument("--cache-dir", type=Path, default=None, help="prepared checkpoints (default $BENCH_CACHE)")
+    p.add_argument("--force", action="store_true", help="recompute finished combinations")
+    p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend only")
+    p.add_argument("--data-parallel-size", type=int, default=1, help="vllm backend only")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--leaderboard", type=Path, default=REPO / "leaderboard" / "index.html")
+    p.add_argument("--no-leaderboard", action="store_true")
+    args = p.parse_args(argv)
+    if args.full:
+        args.limit = 0
+    if args.adapters == ["none"]:
+        args.adapters = ["base"]
+    return args
+
+
+# ------------------------------------------------------------------ tasks ---
+
+def task_manager(names=None):
+    from lm_eval.tasks import TaskManager
+
+    ours = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    if names and any(n not in ours.all_tasks for n in names):
+        full = TaskManager(include_path=str(TASKS_DIR))
+        unknown = [n for n in names if n not in full.all_tasks]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}: not under {TASKS_DIR} nor in lm-eval "
+                             "(check the name, or that the task YAML parses: `lm_eval --tasks list`)")
+        return full
+    return ours
+
+
+def own_root_tasks(tm) -> list[str]:
+    """Top-level groups and ungrouped tasks defined by YAML files under tasks/ (tags are skipped)."""
+    mine = {name: entry for name, entry in tm.task_index.items()
+            if entry.yaml_path is not None and str(entry.yaml_path).startswith(str(TASKS_DIR))}
+    children = set()
+    for entry in mine.values():
+        if entry.cfg and "group" in entry.cfg:
+            children |= {t if isinstance(t, str) else t.get("task") for t in entry.cfg.get("task", [])}
+    roots = sorted(n for n in mine if n not in children)
+    if not roots:
+        raise ValueError(f"no lm-eval tasks found under {TASKS_DIR}")
+    return roots
+
+
+def leaf_tasks(task_dict) -> dict:
+    out = {}
+    for key, value in task_dict.items():
+        if isinstance(value, dict):
+            out.update(leaf_tasks(value))
+        else:
+            out[getattr(key, "group_name", key) if not isinstance(key, str) else key] = value
+    return out
+
+
+def stratified_sample(docs, n: int, seed: int = 0) -> list[int]:
+    """n document indices spread over the strata (law, category, ...), the same every run."""
+    if n <= 0 or n >= len(docs):
+        return list(range(len(docs)))
+    strata = defaultdict(list)
+    for i, doc in enumerate(docs):
+        key = tuple(str(doc.get(f)) for f in STRATA_FIELDS if isinstance(doc, dict) and f in doc)
+        if not key and isinstance(doc, dict) and doc.get("instruction_id_list"):
+            key = (doc["instruction_id_list"][0].split(":")[1],)
+        strata[key].append(i)
+    rng = random.Random(seed)
+    pools = [rng.sample(v, len(v)) for _, v in sorted(strata.items())]
+    picked = []
+    while len(picked) < n:
+        for pool in pools:
+            if pool and len(picked) < n:
+                picked.append(pool.pop())
+    return sorted(picked)
+
+
+# ------------------------------------------------------------------ adapters ---
+
+def check_adapter(entry, model_entry, base_folder: Path) -> Path:
+    """The adapter folder, after checking it exists and was trained on this base."""
+    if entry.path is None:
+        return entry.hub_id
+    folder = entry.path
+    config = folder / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} has no "
+                                "adapter_config.json; train it (training/README.md) or remove it from the registry")
+    data = json.loads(config.read_text())
+    base = str(data.get("base_model_name_or_path") or "")
+    accepted = {model_entry.name, str(base_folder), str(base_folder.parent / "fp32"), str(base_folder.parent / "int8")}
+    if base and base not in accepted and Path(base).name not in {"fp32", "int8"}:
+        raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{base}', not on "
+                         f"'{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
+    if base and Path(base).name in {"fp32", "int8"} and Path(base).parent.name != model_entry.name:
+        raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{Path(base).parent.name}', not "
+                         f"on '{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
+    return folder
+
+
+def attach(lm, model_entry, entry, base_folder: Path):
+    """Load an adapter into the (possibly already PEFT-wrapped) model and activate it."""
+    from peft import PeftModel
+
+    folder = check_adapter(entry, model_entry, base_folder)
+    try:
+        if hasattr(lm.model, "peft_config"):
+            if entry.name not in lm.model.peft_config:
+                lm.model.load_adapter(str(folder), adapter_name=entry.name)
+        else:
+            lm._model = PeftModel.from_pretrained(lm.model, str(folder), adapter_name=entry.name)
+            lm._model.eval()
+    except Exception as exc:
+        if hasattr(lm.model, "peft_config") and entry.name in lm.model.peft_config:
+            lm.model.delete_adapter(entry.name)
+        raise RuntimeError(f"adapter '{model_entry.name}/{entry.name}' at {folder} cannot be loaded: "
+                           f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    lm.use_adapter(entry.name)
+
+
+def vllm_model_args(model_entry, folder: Path, adapter_folder: Path | None, args, preset) -> dict:
+    """lm-eval ``vllm`` model_args for one combination (vLLM is not installable on the CPU)."""
+    if preset.contrastive:
+        raise ValueError(f"preset '{preset.name}' uses contrastive search, which vLLM cannot run; "
+                         "use --backend hf or --preset Deterministic")
+    margs = {"pretrained": str(folder), "tensor_parallel_size": args.tensor_parallel_size,
+             "data_parallel_size": args.data_parallel_size, "dtype": "auto", "seed": args.seed}
+    if args.precision == "8bit" or args.precision == "4bit":
+        margs["quantization"] = "bitsandbytes"
+    if adapter_folder is not None:
+        config = json.loads((Path(adapter_folder) / "adapter_config.json").read_text())
+        margs.update({"enable_lora": True, "lora_local_path": str(adapter_folder),
+                      "max_lora_rank": int(config.get("r", 16))})
+    return margs
+
+
+# ------------------------------------------------------------------ main ---
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("lm_eval", "lm-eval", "transformers", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        registry = load_registry()
+        models = registry.select(args.suite, args.models)
+        res.check_writable(args.output_dir)
+        with res.RunLock(args.output_dir):
+            return run(args, registry, models)
+    except (RegistryError, res.ResultsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args, registry, models) -> int:
+    from tqdm.auto import tqdm
+
+    from benchmark.presets import find_preset, load_preset
+    from benchmark.templates import load_template
+
+    started = time.time()
+    tm = task_manager(args.tasks)
+    task_names = args.tasks or own_root_tasks(tm)
+    from lm_eval.tasks import get_task_dict
+    leaves = leaf_tasks(get_task_dict(task_names, tm))
+    samples = None
+    if args.limit:
+        samples = {name: stratified_sample(list(task.eval_docs), args.limit, seed=0) for name, task in leaves.items()}
+    sample_note = "full test split" if not samples else f"fixed stratified sample, {args.limit} per task"
+    task_files = [p for p in TASKS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+
+    plan = []
+    for m in models:
+        for a in args.adapters:
+            if a != "base" and a not in m.adapters:
+                continue
+            plan.append((m, None if a == "base" else a))
+    rows, failures = [], []
+    bar = tqdm(total=len(plan), desc="combinations", unit="combo")
+    for model_entry in models:
+        combos = [a for (m, a) in plan if m is model_entry]
+        hashes, pending = {}, []
+        template = load_template(model_entry.template)
+        for adapter in combos:
+            preset_path = (find_preset(args.preset).path if args.preset else
+                           (model_entry.adapter(adapter).preset if adapter else model_entry.preset))
+            adapter_path = model_entry.adapter(adapter).path if adapter else None
+            key = {"model": model_entry.raw, "adapter": adapter,
+                   "adapter_hash": res.hash_paths([adapter_path]) if adapter_path and adapter_path.exists() else None,
+                   "template_hash": res.hash_paths([model_entry.template]), "preset_hash": res.hash_paths([preset_path]),
+                   "tasks": task_names, "task_files": res.hash_paths(task_files), "samples": samples,
+                   "precision": args.precision, "max_gen_toks": args.max_gen_toks, "seed": args.seed,
+                   "libraries": res.library_versions(), "backend": args.backend}
+            input_hash = res.sha256_bytes(json.dumps(key, sort_keys=True, default=str).encode())
+            hashes[adapter] = (input_hash, key, preset_path)
+            folder = res.combo_dir(args.output_dir, model_entry.name, adapter)
+            done, why = res.is_complete(folder, input_hash)
+            if done and not args.force:
+                bar.update(1)
+                rows.append((model_entry.name, adapter or "base", "cached"))
+            else:
+                if why not in ("not run",):
+                    log.info("%s/%s: recomputing (%s)", model_entry.name, adapter or "base", why)
+                pending.append(adapter)
+        if not pending:
+            continue
+        if args.backend == "vllm":
+            for adapter in pending:
+                _run_vllm(args, model_entry, adapter, hashes[adapter], task_names, failures)
+                bar.update(1)
+            continue
+        try:
+            lm, base_folder = _load_lm(args, model_entry, template)
+        except Exception as exc:
+            for adapter in pending:
+                folder = res.combo_dir(args.output_dir, model_entry.name, adapter)
+                res.mark_failed(folder, hashes[adapter][0], f"base model failed to load: {exc}")
+                failures.append((model_entry.name, adapter or "base", str(exc)))
+                bar.update(1)
+            continue
+        for adapter in pending:
+            input_hash, key, preset_path = hashes[adapter]
+            folder = res.combo_dir(args.output_dir, model_entry.name, adapter)
+            name = f"{model_entry.name}/{adapter or 'base'}"
+            bar.set_postfix_str(name)
+            try:
+                if adapter:
+                    attach(lm, model_entry, model_entry.adapter(adapter), base_folder)
+                else:
+                    lm.use_adapter(None)
+                preset = load_preset(preset_path)
+                lm.set_preset(preset, template.stop_strings)
+                summary = _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key,
+                                    model_entry, adapter, template, preset, base_folder, sample_note)
+                rows.append((model_entry.name, adapter or "base", summary))
+            except Exception as exc:  # one combination failing must not stop the others
+                log.error("%s failed: %s", name, exc)
+                log.debug(traceback.format_exc())
+                res.mark_failed(folder, input_hash, f"{type(exc).__name__}: {exc}")
+                failures.append((model_entry.name, adapter or "base", str(exc)))
+            bar.update(1)
+        del lm
+    bar.close()
+    _print_summary(args.output_dir, plan, failures, time.time() - started)
+    if not args.no_leaderboard:
+        from leaderboard.build import build
+        build(args.output_dir, args.leaderboard)
+        print(f"leaderboard: {args.leaderboard}")
+    return 1 if failures else 0
+
+
+def _load_lm(args, model_entry, template):
+    from benchmark.harness import PresetLM
+    from benchmark.loading import load_for_eval
+    from benchmark.presets import load_preset
+
+    model, tokenizer, folder = load_for_eval(model_entry, args.precision, args.cache_dir, args.device)
+    lm = PresetLM(model, tokenizer, load_preset(model_entry.preset), template.stop_strings, batch_size=args.batch_size)
+    return lm, folder
+
+
+def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_entry, adapter, template, preset,
+              base_folder, sample_note) -> dict:
+    import lm_eval
+    from lm_eval.utils import handle_non_serializable
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lm.truncated_prompts = 0
+    lm.generated_tokens = 0
+    gen_kwargs = {"max_gen_toks": args.max_gen_toks} if args.max_gen_toks else None
+    start = time.time()
+    out = lm_eval.simple_evaluate(
+        model=lm, tasks=task_names, task_manager=tm, samples=samples, log_samples=True,
+        apply_chat_template=True, use_cache=str(folder / "lm_cache" / "cache"), gen_kwargs=gen_kwargs,
+        random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed, fewshot_random_seed=args.seed,
+        bootstrap_iters=100)
+    seconds = time.time() - start
+    adapter_entry = model_entry.adapter(adapter) if adapter else None
+    out["benchmark"] = {
+        "schema": res.SCHEMA_VERSION, "model": model_entry.name, "display_name": model_entry.display_name,
+        "adapter": adapter or "base", "adapter_location": adapter_entry.location if adapter_entry else None,
+        "adapter_hash": key["adapter_hash"], "registry_entry": model_entry.raw,
+        "template": str(model_entry.template.relative_to(REPO)), "template_hash": key["template_hash"],
+        "preset": preset.name, "preset_hash": key["preset_hash"], "preset_mapping": preset.provenance(),
+        "stop_strings": template.stop_strings, "precision": args.precision, "device": str(lm.device),
+        "checkpoint": str(base_folder), "seed": args.seed, "libraries": key["libraries"], "sample": sample_note,
+        "samples": samples, "truncated_prompts": lm.truncated_prompts, "generated_tokens": lm.generated_tokens,
+        "seconds": round(seconds, 1), "input_hash": input_hash,
+    }
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
+    written = []
+    for task, task_samples in (out.pop("samples", None) or {}).items():
+        path = folder / f"samples_{task}_{stamp}.jsonl"
+        res.atomic_write(path, "".join(json.dumps(s, default=handle_non_serializable, ensure_ascii=False) + "\n"
+                                       for s in task_samples))
+        written.append(path)
+    path = folder / f"results_{stamp}.json"
+    res.atomic_write(path, json.dumps(out, default=handle_non_serializable, ensure_ascii=False, indent=1))
+    written.append(path)
+    for old in folder.glob("*_*.json*"):
+        if old not in written and (old.name.startswith("results_") or old.name.startswith("samples_")):
+            old.unlink()
+    summary = {t: {k: v for k, v in m.items() if isinstance(v, (int, float))} for t, m in out["results"].items()}
+    res.mark_done(folder, input_hash, written, {"seconds": round(seconds, 1), "results": summary})
+    return summary
+
+
+def _run_vllm(args, model_entry, adapter, hashed, task_names, failures):
+    from benchmark.loading import prepare
+    from benchmark.presets import load_preset
+
+    input_hash, key, preset_path = hashed
+    folder = res.combo_dir(args.output_dir, model_entry.name, adapter)
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        msg = "the vllm backend needs `pip install vllm` on a CUDA machine (not installable on the CPU)"
+        res.mark_failed(folder, input_hash, msg)
+        failures.append((model_entry.name, adapter or "base", msg))
+        return
+    import lm_eval
+
+    folders = prepare(model_entry, args.cache_dir, precisions=("fp32",))
+    adapter_folder = model_entry.adapter(adapter).path if adapter else None
+    margs = vllm_model_args(model_entry, folders["fp32"], adapter_folder, args, load_preset(preset_path))
+    out = lm_eval.simple_evaluate(model="vllm", model_args=margs, tasks=task_names, log_samples=True,
+                                  apply_chat_template=True)
+    res.atomic_write(folder / "results_vllm.json", json.dumps(out.get("results"), default=str, indent=1))
+    res.mark_done(folder, input_hash, [folder / "results_vllm.json"], {})
+
+
+def _print_summary(output_dir, plan, failures, seconds):
+    print(f"\n{len(plan)} combination(s), {len(failures)} failed, {seconds / 60:.1f} min")
+    header = f"{'model':<24} {'adapter':<9} main metrics"
+    print(header + "\n" + "-" * len(header))
+    for model_entry, adapter in plan:
+        folder = res.combo_dir(output_dir, model_entry.name, adapter)
+        data = res.load_results(folder) if (folder / "done.json").exists() else None
+        if data is None:
+            print(f"{model_entry.name:<24} {adapter or 'base':<9} FAILED")
+            continue
+        cells = []
+        for task, metrics in sorted(data["results"].items()):
+            main_metric = next((k for k in ("hechos_recall,none", "acc,none", "chrf_pp,none",
+                                            "prompt_level_strict_acc,none") if k in metrics), None)
+            if main_metric and task in data.get("groups", data["results"]):
+                cells.append(f"{task}={metrics[main_metric]:.3f}")
+        print(f"{model_entry.name:<24} {adapter or 'base':<9} {' '.join(cells)}")
+    for model, adapter, error in failures:
+        print(f"FAILED {model}/{adapter}: {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
