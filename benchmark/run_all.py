@@ -97,7 +97,9 @@ def own_root_tasks(tm) -> list[str]:
     for entry in mine.values():
         if entry.cfg and "group" in entry.cfg:
             children |= {t if isinstance(t, str) else t.get("task") for t in entry.cfg.get("task", [])}
-    roots = sorted(n for n in mine if n not in children)
+    # Tasks reachable through a tag (e.g. per-category breakdowns) are opt-in, not part of the default run.
+    tagged = {n for n, e in mine.items() if e.cfg and e.cfg.get("tag") and "group" not in e.cfg}
+    roots = sorted(n for n in mine if n not in children and n not in tagged)
     if not roots:
         raise ValueError(f"no lm-eval tasks found under {TASKS_DIR}")
     return roots
