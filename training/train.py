@@ -1,0 +1,155 @@
+"""QLoRA supervised fine-tuning of one adapter, from a recipe.
+
+    python -m training.train --recipe training/recipes/smollm2-135m-instruct/law.yaml
+    python -m training.train --recipe training/recipes/smollm2-135m-instruct/law.yaml --max_steps 5 --adapter_dir /tmp/a
+    accelerate launch --config_file training/accelerate/ddp.yaml -m training.train --recipe ...
+
+Every hyperparameter lives in the recipe (a YAML read by TRL's ``TrlParser``:
+``RecipeArguments`` below, TRL's ``SFTConfig`` and ``ModelConfig``); any of them
+can be overridden on the command line. The base model comes from the registry,
+prepared by ``benchmark.loading.prepare``; the data is formatted with the model's
+webui template through ``benchmark.templates.prompt_completion`` (the same
+template evaluation uses) and the loss is on the completion (assistant) tokens
+only. Checkpoints go to ``--output_dir``; an interrupted run resumes from the
+last one. The adapter folder gets the adapter, the tokenizer with the chat
+template, and a training card with a loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RecipeArguments:
+    model: str = field(metadata={"help": "registry model name (adapters/registry.yaml)"})
+    adapter: str = field(metadata={"help": "adapter name: instruct or law"})
+    data_files: list[str] = field(default_factory=list, metadata={"help": "JSONL files, relative to the repo root"})
+    data_format: str = field(default="auto", metadata={"help": "law (pregunta/respuesta), chat (messages) or auto"})
+    max_examples: int = field(default=0, metadata={"help": "use only the first N examples after shuffling (0 = all)"})
+    adapter_dir: str | None = field(default=None, metadata={"help": "where the adapter goes (default: the registry path)"})
+    cache_dir: str | None = field(default=None, metadata={"help": "prepared checkpoints (default $BENCH_CACHE)"})
+
+    def __post_init__(self):
+        from benchmark.registry import ADAPTER_NAMES
+        if self.adapter not in ADAPTER_NAMES or self.adapter == "merged":
+            raise ValueError(f"adapter must be 'instruct' or 'law' (merged is built by training.merge), got '{self.adapter}'")
+        if self.data_format not in {"auto", "law", "chat"}:
+            raise ValueError(f"data_format must be law, chat or auto, got '{self.data_format}'")
+        if not self.data_files:
+            raise ValueError("recipe field 'data_files' is empty: list the JSONL files to train on")
+        for name in self.data_files:
+            if not (REPO / name).is_file():
+                raise FileNotFoundError(f"recipe field 'data_files': {name} does not exist under {REPO}")
+
+
+def make_parser():
+    from trl import ModelConfig, SFTConfig, TrlParser
+    return TrlParser((RecipeArguments, SFTConfig, ModelConfig))
+
+
+def read_examples(files: list[str], data_format: str) -> list[list[dict]]:
+    """Conversations (lists of messages) from law pairs or chat rows; bad rows name file and line."""
+    from benchmark.lawdata import DataError, read_jsonl
+
+    conversations = []
+    for name in files:
+        for lineno, row in read_jsonl(REPO / name):
+            kind = data_format if data_format != "auto" else ("chat" if "messages" in row else "law")
+            if kind == "chat":
+                msgs = row.get("messages")
+                if not isinstance(msgs, list) or not msgs or msgs[-1].get("role") != "assistant":
+                    raise DataError(f"{name}:{lineno}: field 'messages' must be a list ending with an assistant turn")
+                conversations.append([{"role": m["role"], "content": m["content"]} for m in msgs])
+            else:
+                if not row.get("pregunta") or not row.get("respuesta"):
+                    raise DataError(f"{name}:{lineno}: a law pair needs 'pregunta' and 'respuesta'")
+                conversations.append([{"role": "user", "content": row["pregunta"]},
+                                      {"role": "assistant", "content": row["respuesta"]}])
+    return conversations
+
+
+def check_targets(model, targets) -> None:
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in targets or [] if t not in names and t != "all-linear"]
+    if missing:
+        raise ValueError(f"recipe field 'lora_target_modules': {missing} not found in the model; "
+                         f"its linear layers are named e.g. {sorted(n for n in names if 'proj' in n or 'dense' in n or 'query' in n)[:8]}")
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--recipe" in argv:            # --recipe is our name for TrlParser's --config
+        argv[argv.index("--recipe")] = "--config"
+    if "-h" not in argv and "--help" not in argv and "--bf16" not in argv:
+        import torch
+        if not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+            argv += ["--bf16", "False"]   # SFTConfig defaults to bf16, which the CPU trainer refuses
+    recipe_args, sft_config, model_args = make_parser().parse_args_and_config(argv)
+
+    # ---- model and data (heavy imports only here, so --help is instant)
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer, get_peft_config, get_quantization_config
+
+    from benchmark.loading import prepare
+    from benchmark.registry import load_registry
+    from benchmark.templates import load_template, prompt_completion
+
+    registry = load_registry()
+    entry = registry.model(recipe_args.model)
+    adapter_dir = Path(recipe_args.adapter_dir) if recipe_args.adapter_dir else entry.adapter(recipe_args.adapter).path
+    template = load_template(entry.template)
+    conversations = read_examples(recipe_args.data_files, recipe_args.data_format)
+    rows = [prompt_completion(template, c) for c in conversations]
+    dataset = Dataset.from_list(rows).shuffle(seed=sft_config.seed)
+    if recipe_args.max_examples:
+        dataset = dataset.select(range(min(recipe_args.max_examples, len(dataset))))
+
+    folder = prepare(entry, recipe_args.cache_dir, precisions=("fp32",))["fp32"]
+    if not torch.cuda.is_available():
+        model_args.dtype = "float32"   # bf16 compute is for GPUs; fp32 on the CPU
+    if not model_args.lora_target_modules:
+        model_args.lora_target_modules = list(entry.lora_target_modules)
+    quantization = get_quantization_config(model_args)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=quantization, dtype=getattr(torch, model_args.dtype or "float32"),
+        device_map={"": 0} if torch.cuda.is_available() else None, trust_remote_code=model_args.trust_remote_code)
+    check_targets(model, model_args.lora_target_modules)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    # ---- train (resumes from the last checkpoint in output_dir)
+    sft_config.completion_only_loss = True
+    trainer = SFTTrainer(model=model, args=sft_config, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=get_peft_config(model_args))
+    last = get_last_checkpoint(sft_config.output_dir) if Path(sft_config.output_dir).is_dir() else None
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.time() - start
+
+    # ---- save the adapter, the tokenizer (with the chat template) and the card
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    base_id = entry.source.get("hub_id") or entry.name
+    config_path = adapter_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base_id
+    config_path.write_text(json.dumps(config, indent=2))
+    from training.card import write_card
+    write_card(adapter_dir, entry=entry, recipe_args=recipe_args, sft_config=sft_config, model_args=model_args,
+               log_history=trainer.state.log_history, train_result=result, seconds=seconds,
+               examples=len(dataset), resumed_from=last, argv=argv)
+    print(f"adapter written to {adapter_dir}")
+
+
+if __name__ == "__main__":
+    main()
