@@ -122,7 +122,7 @@ def main(argv=None) -> None:
     quantization = get_quantization_config(model_args)
     model = AutoModelForCausalLM.from_pretrained(
         folder, quantization_config=quantization, dtype=getattr(torch, model_args.dtype or "float32"),
-        device_map={"": 0} if torch.cuda.is_available() else None, trust_remote_code=model_args.trust_remote_code)
+        device_map={"": 0} if torch.cuda.is_available() else None)
     check_targets(model, model_args.lora_target_modules)
     tokenizer = AutoTokenizer.from_pretrained(folder)
 

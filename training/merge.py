@@ -1,0 +1,86 @@
+"""Build the ``merged`` adapter of a model from its ``instruct`` and ``law`` adapters.
+
+    python -m training.merge --model smollm2-135m-instruct
+    python -m training.merge --model smollm2-135m-instruct --combination ties --density 0.5 --weights 1.0 1.0
+
+PEFT's ``add_weighted_adapter`` does the work. The default is a linear
+combination, as the seed's merged adapters were; ``cat`` and ``ties`` are
+options. The result is an ordinary PEFT adapter folder (what ``peft=`` and the
+webui load), with the tokenizer and a card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="registry model name")
+    p.add_argument("--combination", choices=["linear", "cat", "ties"], default="linear")
+    p.add_argument("--weights", type=float, nargs=2, default=[1.0, 1.0], metavar=("INSTRUCT", "LAW"))
+    p.add_argument("--density", type=float, default=0.5, help="ties only: share of weights kept")
+    p.add_argument("--output", type=Path, help="adapter folder (default: the registry's merged path)")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), density: float = 0.5,
+          output: Path | None = None, cache_dir: Path | None = None, instruct: Path | None = None,
+          law: Path | None = None) -> Path:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from benchmark.loading import prepare
+    from benchmark.registry import AdapterEntry, load_registry
+    from benchmark.run_all import check_adapter
+
+    entry = load_registry().model(model_name)
+    folder = prepare(entry, cache_dir, precisions=("fp32",))["fp32"]
+    sources = {"instruct": Path(instruct) if instruct else entry.adapter("instruct").path,
+               "law": Path(law) if law else entry.adapter("law").path}
+    for name, path in sources.items():   # clear errors before any work
+        check_adapter(AdapterEntry(model=entry.name, name=name, path=path, hub_id=None, preset=entry.preset), entry, folder)
+    output = Path(output) if output else entry.adapter("merged").path
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(sources["instruct"]), adapter_name="instruct")
+    model.load_adapter(str(sources["law"]), adapter_name="law")
+    kwargs = {"density": density} if combination == "ties" else {}
+    model.add_weighted_adapter(["instruct", "law"], list(weights), adapter_name="merged",
+                               combination_type=combination, **kwargs)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, selected_adapters=["merged"])
+        saved = Path(tmp) / "merged"
+        output.mkdir(parents=True, exist_ok=True)
+        for f in saved.iterdir():
+            shutil.copy2(f, output / f.name)
+    config = json.loads((output / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = entry.source.get("hub_id") or entry.name
+    (output / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    AutoTokenizer.from_pretrained(sources["instruct"]).save_pretrained(output)
+    cards = {n: json.loads((p / "training_stats.json").read_text()) if (p / "training_stats.json").exists() else {}
+             for n, p in sources.items()}
+    (output / "README.md").write_text(
+        f"# LoRA adapter `merged` for `{entry.name}`\n\n"
+        f"Built with PEFT `add_weighted_adapter` from `instruct` and `law`: combination `{combination}`, "
+        f"weights {list(weights)}" + (f", density {density}" if combination == "ties" else "") + ".\n\n"
+        "## Reproduce\n\n```\npython -m training.merge --model " + entry.name +
+        f" --combination {combination} --weights {weights[0]} {weights[1]}\n```\n\n"
+        "## Inputs\n\n" + "".join(f"- `{n}`: {sources[n]} (final loss {c.get('final_loss')}, steps {c.get('steps')})\n"
+                                  for n, c in cards.items()), encoding="utf-8")
+    return output
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    out = merge(args.model, args.combination, args.weights, args.density, args.output, args.cache_dir)
+    print(f"merged adapter written to {out}")
+
+
+if __name__ == "__main__":
+    main()
