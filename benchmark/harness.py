@@ -60,7 +60,7 @@ class PresetLM(HFLM):
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             gen_kwargs["until"] = until + [s for s in self.stop_strings if s not in until]
-            request.args = (context, gen_kwargs)
+            request.arguments = (context, gen_kwargs)   # Instance.args is a read-only view
         return super().generate_until(requests, disable_tqdm=disable_tqdm)
 
     def tok_batch_encode(self, strings, padding_side="left", left_truncate_len=None, truncation=False):
@@ -74,7 +74,7 @@ class PresetLM(HFLM):
                                         truncation=truncation)
 
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
-        from lm_eval.models.utils import stop_sequences_criteria
+        from lm_eval.models.utils_hf import stop_sequences_criteria
 
         kwargs = {k: v for k, v in generation_kwargs.items() if k not in TASK_SAMPLING_KEYS}
         kwargs.update(self.preset.generate_kwargs())

@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import re
+import string
 import sys
 import types
 import unicodedata
@@ -317,10 +318,17 @@ def _check_kwargs(iid, raw, prompt, err, where):
     if "language" in kw and kw["language"] not in _LANGDETECT_CODES:
         raise err(f"{where}.language", f"{kw['language']!r} is not an ISO 639-1 code "
                   "that langdetect can return")
+    if "end_phrase" in kw and kw["end_phrase"].strip().endswith("."):
+        raise err(f"{where}.end_phrase", "must not end with '.' (lm-eval drops the answer's "
+                  "final '.' before comparing, so it could never match)")
+    if "first_word" in kw and any(c in string.punctuation for c in kw["first_word"]):
+        raise err(f"{where}.first_word", "must not contain ASCII punctuation (lm-eval strips "
+                  "it from the paragraph before comparing)")
     if "prompt_to_repeat" in kw and kw["prompt_to_repeat"].strip() not in prompt:
         raise err(f"{where}.prompt_to_repeat", "must be a literal part of the prompt")
-    for name in ("keywords", "forbidden_words", "keyword"):
-        for word in kw.get(name, []) if name != "keyword" else [kw.get(name, "x")]:
+    for name in ("keywords", "forbidden_words", "keyword"):  # lm-eval uses them as regexes
+        words = kw.get(name, [])
+        for word in [words] if isinstance(words, str) else words:
             try:
                 re.compile(word)
             except re.error as exc:
@@ -428,43 +436,49 @@ def score(doc: dict, response: str) -> dict:
 # --------------------------------------------------------------------------
 def standin_report(path=DEFAULT_FILE) -> dict:
     """Compare the stand-in sentencizer with es_core_news_sm on the example
-    answers (``respuesta_ejemplo``) of a data file."""
+    answers (``respuesta_ejemplo``) of a data file.
+
+    Sentence counts use the text NumberOfSentences counts (list markers
+    removed).  A number_sentences verdict "flips" when the count of the
+    stand-in and that of es_core_news_sm fall on different sides of the
+    row's threshold; "routed" counts the answers langdetect does not call
+    Spanish, the only ones the checker sends to the multilingual pipeline.
+    """
     standin = standin_pipeline("xx")
     rows = [r for r in load_ifeval_file(path) if r.get("respuesta_ejemplo")]
     clean = re.compile(r"(^\s*[\d]+\.\s*)|(^\s*[-*]\s*)", flags=re.MULTILINE)
-    same = diff = abs_diff = 0
-    routed = verdicts = flips = 0
+    rep = dict.fromkeys(
+        ["answers", "same_sentence_count", "standin_fewer", "standin_more",
+         "prose_answers", "prose_same_sentence_count", "number_sentences_instructions",
+         "routed_to_multilingual_pipeline", "verdicts_that_would_flip"], 0)
+    abs_diff = 0
     for row in rows:
         text = clean.sub("", row["respuesta_ejemplo"])
         n_es = es_instructions_util.count_sentences(text)
         n_xx = len(list(standin(text).sents))
-        same += n_es == n_xx
-        diff += n_es != n_xx
+        rep["answers"] += 1
+        rep["same_sentence_count"] += n_es == n_xx
+        rep["standin_fewer"] += n_xx < n_es
+        rep["standin_more"] += n_xx > n_es
         abs_diff += abs(n_es - n_xx)
+        if "\n" not in text.strip():
+            rep["prose_answers"] += 1
+            rep["prose_same_sentence_count"] += n_es == n_xx
         for iid, kw in zip(row["instruction_id_list"], row["kwargs"]):
             if iid != "es:length_constraints:number_sentences":
                 continue
-            verdicts += 1
+            rep["number_sentences_instructions"] += 1
             try:
                 lang = langdetect.detect(row["respuesta_ejemplo"].lower())
             except langdetect.LangDetectException:
                 lang = "es"
-            routed += lang != "es"
-            ok = {}
-            for name, n in (("es", n_es), ("xx", n_xx)):
-                t = kw["num_sentences"]
-                ok[name] = n >= t if kw["relation"] == AT_LEAST else n <= t
-            flips += ok["es"] != ok["xx"]
-    return {
-        "answers": len(rows),
-        "same_sentence_count": same,
-        "different_sentence_count": diff,
-        "mean_abs_difference": round(abs_diff / max(len(rows), 1), 3),
-        "number_sentences_instructions": verdicts,
-        "routed_to_multilingual_model": routed,
-        "verdicts_that_would_flip": flips,
-        "standins_in_use": sorted(STANDINS_USED),
-    }
+            rep["routed_to_multilingual_pipeline"] += lang != "es"
+            t = kw["num_sentences"]
+            ok = [n >= t if kw["relation"] == AT_LEAST else n <= t for n in (n_es, n_xx)]
+            rep["verdicts_that_would_flip"] += ok[0] != ok[1]
+    rep["mean_abs_difference"] = round(abs_diff / max(rep["answers"], 1), 2)
+    rep["standins_in_use"] = sorted(STANDINS_USED)
+    return rep
 
 
 if __name__ == "__main__":
