@@ -141,15 +141,20 @@ def preset_from_values(values, name: str, path: Path | None = None) -> Preset:
         raise PresetError(f"{where}: key 'repetition_penalty' must be > 0")
     if penalties["repetition_penalty_range"] < 0:
         raise PresetError(f"{where}: key 'repetition_penalty_range' must be >= 0 (0 = whole context)")
-    # The webui samples unless told otherwise.
+    # The webui samples unless told otherwise; its temperature 0 means greedy.
+    if generate.get("temperature") == 0:
+        generate["do_sample"] = False
     generate.setdefault("do_sample", WEBUI_DEFAULTS["do_sample"])
     if generate["do_sample"] is False:
         for key in ("temperature", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"):
             generate.pop(key, None)
         if not generate.get("penalty_alpha"):
             generate.pop("top_k", None)
-    elif "top_k" not in generate:
-        generate["top_k"] = WEBUI_DEFAULTS["top_k"]   # webui: no top-k unless set (transformers defaults to 50)
+    else:
+        # The webui's values for the sampling keys a preset leaves out, stated explicitly: otherwise the
+        # model's generation_config would decide (transformers' top_k is 50; lm-eval's temperature is 0).
+        for key in ("temperature", "top_p", "top_k"):
+            generate.setdefault(key, WEBUI_DEFAULTS[key])
     contrastive = bool(generate.get("penalty_alpha"))
     if contrastive:
         if generate.get("do_sample") or generate.get("num_beams", 1) > 1:

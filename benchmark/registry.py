@@ -122,6 +122,9 @@ def _parse_model(name: str, entry: dict, path: Path, root: Path) -> ModelEntry:
             raise RegistryError(f"{awhere}: adapter name must be one of {ADAPTER_NAMES}")
         if not isinstance(aentry, dict) or not (aentry.get("path") or aentry.get("hub_id")):
             raise RegistryError(f"{awhere}: give 'path' (a folder in the repo) or 'hub_id'")
+        for key in ("path", "hub_id", "preset"):
+            if aentry.get(key) is not None and not isinstance(aentry[key], str):
+                raise RegistryError(f"{awhere}: field '{key}' must be a string, got {type(aentry[key]).__name__}")
         apreset = _repo_file(aentry["preset"], awhere, "preset", root) if aentry.get("preset") else preset
         adapters[aname] = AdapterEntry(
             model=name, name=aname,
@@ -142,9 +145,15 @@ def load_registry(path: str | Path | None = None) -> Registry:
     if not isinstance(data, dict) or "models" not in data:
         raise RegistryError(f"{path}: top level must have 'models' (and 'suites')")
     root = REPO
+    if not isinstance(data["models"] or {}, dict):
+        raise RegistryError(f"{path}: 'models' must be a mapping of model name to entry")
     models = {name: _parse_model(name, entry, path, root) for name, entry in (data["models"] or {}).items()}
     suites = data.get("suites") or {}
+    if not isinstance(suites, dict):
+        raise RegistryError(f"{path}: 'suites' must be a mapping of suite name to a list of model names")
     for suite, names in suites.items():
+        if not isinstance(names or [], list):
+            raise RegistryError(f"{path}: suites.{suite} must be a list of model names, got {type(names).__name__}")
         for n in names or []:
             if n not in models:
                 raise RegistryError(f"{path}: suites.{suite} names '{n}', which is not under 'models'")

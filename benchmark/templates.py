@@ -86,11 +86,21 @@ def _strftime_now(fmt):
     return datetime.now().strftime(fmt)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, failing at once on an unsafe attribute.
+
+    The stock sandbox returns an undefined value that prints as an empty string,
+    so ``{{ ''.__class__ }}`` would render silently; here it is refused.
+    """
+
+    def unsafe_undefined(self, obj, attribute):
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe.")
+
+
 @lru_cache(maxsize=64)
 def _compile(source: str) -> jinja2.Template:
     # The same environment settings as the webui and transformers' chat templates.
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
+    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = _strftime_now
     return env.from_string(source)
@@ -165,7 +175,9 @@ def template_from_data(data, name: str, path: Path | None = None) -> Template:
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{where}: Jinja syntax error on line {exc.lineno} of 'instruction_template': {exc.message}") from None
     template = Template(name=name, path=path, jinja=source, format=fmt)
-    template.render([{"role": "user", "content": "prueba"}], add_generation_prompt=True)  # sandbox check now
+    # Sandbox check now, through the user and the assistant branches.
+    template.render([{"role": "user", "content": "prueba"}, {"role": "assistant", "content": "respuesta"},
+                     {"role": "user", "content": "prueba"}], add_generation_prompt=True)
     return template
 
 
