@@ -52,7 +52,7 @@ def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args,
                                                  "load_in_4bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "dtype")}
     sft = {k: v for k, v in asdict(sft_config).items() if k in {
         "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-        "lr_scheduler_type", "warmup_ratio", "weight_decay", "optim", "max_length", "packing", "padding_free", "seed"}}
+        "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "max_length", "packing", "padding_free", "seed"}}
     lines = [
         f"# LoRA adapter `{recipe_args.adapter}` for `{entry.name}`", "",
         f"Base model: {entry.display_name} (`{entry.source.get('hub_id') or entry.name}` in `adapters/registry.yaml`).",

@@ -17,7 +17,9 @@ template, and a training card with a loss curve.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ class RecipeArguments:
     max_examples: int = field(default=0, metadata={"help": "use only the first N examples after shuffling (0 = all)"})
     adapter_dir: str | None = field(default=None, metadata={"help": "where the adapter goes (default: the registry path)"})
     cache_dir: str | None = field(default=None, metadata={"help": "prepared checkpoints (default $BENCH_CACHE)"})
+    max_minutes: float = field(default=0.0, metadata={"help": "stop (and save) after this many minutes of training; 0 = no limit"})
 
     def __post_init__(self):
         from benchmark.registry import ADAPTER_NAMES
@@ -49,9 +52,31 @@ class RecipeArguments:
                 raise FileNotFoundError(f"recipe field 'data_files': {name} does not exist under {REPO}")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Field defaults in the help, and the module docstring (with --recipe) as written."""
+
+
+def time_budget(minutes: float):
+    """A Trainer callback that stops (and saves) once ``minutes`` of wall time are spent (CPU recipes)."""
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.time()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.time() - self.start > minutes * 60:
+                control.should_training_stop = True
+                control.should_save = True
+            return control
+
+    return TimeBudget()
+
+
 def make_parser():
     from trl import ModelConfig, SFTConfig, TrlParser
-    return TrlParser((RecipeArguments, SFTConfig, ModelConfig))
+    return TrlParser((RecipeArguments, SFTConfig, ModelConfig), prog="python -m training.train",
+                     description=__doc__, formatter_class=_HelpFormatter)
 
 
 def read_examples(files: list[str], data_format: str) -> list[list[dict]]:
@@ -77,28 +102,60 @@ def read_examples(files: list[str], data_format: str) -> list[list[dict]]:
 
 def check_targets(model, targets) -> None:
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    missing = [t for t in targets or [] if t not in names and t != "all-linear"]
+    targets = [targets] if isinstance(targets, str) else targets or []   # TRL turns a one-item list into a string
+    missing = [t for t in targets if t not in names and t != "all-linear"]
     if missing:
         raise ValueError(f"recipe field 'lora_target_modules': {missing} not found in the model; "
                          f"its linear layers are named e.g. {sorted(n for n in names if 'proj' in n or 'dense' in n or 'query' in n)[:8]}")
 
 
-def main(argv=None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str]):
+    """(RecipeArguments, SFTConfig, ModelConfig) from the command line."""
+    argv = list(argv)
     if "--recipe" in argv:            # --recipe is our name for TrlParser's --config
         argv[argv.index("--recipe")] = "--config"
     if "-h" not in argv and "--help" not in argv and "--bf16" not in argv:
         import torch
         if not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
             argv += ["--bf16", "False"]   # SFTConfig defaults to bf16, which the CPU trainer refuses
-    recipe_args, sft_config, model_args = make_parser().parse_args_and_config(argv)
+    return make_parser().parse_args_and_config(argv)
+
+
+def model_init_kwargs(model_args) -> dict:
+    """``from_pretrained`` kwargs: the QLoRA config, the dtype, and where the weights go.
+
+    One GPU or DDP: each process loads its whole 4-bit replica on its own GPU.
+    FSDP or DeepSpeed ZeRO-3 (from ``accelerate launch``): no device map, the
+    wrapper places the shards, and the 4-bit weights are sharded only when they
+    are stored in the compute dtype.
+    """
+    import torch
+    from trl import get_quantization_config
+
+    sharded = (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+               or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
+    if sharded and model_args.load_in_4bit and model_args.bnb_4bit_quant_storage != model_args.dtype:
+        raise ValueError(f"FSDP and ZeRO-3 shard 4-bit weights only when recipe field 'bnb_4bit_quant_storage' equals "
+                         f"'dtype'; got '{model_args.bnb_4bit_quant_storage}' and '{model_args.dtype}' "
+                         "(set both to bfloat16)")
+    device_map = None
+    if torch.cuda.is_available() and not sharded:
+        from accelerate import PartialState
+        device_map = {"": PartialState().local_process_index}
+    return {"quantization_config": get_quantization_config(model_args),
+            "dtype": getattr(torch, model_args.dtype or "float32"), "device_map": device_map}
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe_args, sft_config, model_args = parse_args(argv)
 
     # ---- model and data (heavy imports only here, so --help is instant)
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTTrainer, get_peft_config, get_quantization_config
+    from trl import SFTTrainer, get_peft_config
 
     from benchmark.loading import prepare
     from benchmark.registry import load_registry
@@ -119,10 +176,7 @@ def main(argv=None) -> None:
         model_args.dtype = "float32"   # bf16 compute is for GPUs; fp32 on the CPU
     if not model_args.lora_target_modules:
         model_args.lora_target_modules = list(entry.lora_target_modules)
-    quantization = get_quantization_config(model_args)
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, quantization_config=quantization, dtype=getattr(torch, model_args.dtype or "float32"),
-        device_map={"": 0} if torch.cuda.is_available() else None)
+    model = AutoModelForCausalLM.from_pretrained(folder, **model_init_kwargs(model_args))
     check_targets(model, model_args.lora_target_modules)
     tokenizer = AutoTokenizer.from_pretrained(folder)
 
@@ -130,6 +184,8 @@ def main(argv=None) -> None:
     sft_config.completion_only_loss = True
     trainer = SFTTrainer(model=model, args=sft_config, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=get_peft_config(model_args))
+    if recipe_args.max_minutes:
+        trainer.add_callback(time_budget(recipe_args.max_minutes))
     last = get_last_checkpoint(sft_config.output_dir) if Path(sft_config.output_dir).is_dir() else None
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
