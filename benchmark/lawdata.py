@@ -38,7 +38,11 @@ TIPOS = {"basica", "compleja"}
 CONOCIMIENTO = {"visto", "nuevo"}
 VERBATIM_WORDS = 12   # a run this long copied from the corpus is refused
 OVERLAP_N = 8         # test/validation questions share no 8-gram with training text
-CITATION = re.compile(r"\bart(?:[íi]culo|\.)?s?\s*(\d+(?:\.\d+)?(?:-[A-Z])?)", re.IGNORECASE)
+_ARTICLE_NUMBER = r"\d+(?:\.\d+)?(?:-[A-Z])?"
+# "artículo 6", "art. 6", "Art 6-A"; plural forms may list several: "artículos 5 y 6", "arts. 5, 6 y 7".
+_LIST_SEPARATOR = r"\s*(?:,\s*(?:[ye]\b)?|\b[ye]\b)\s*"   # ", " or " y " or ", y "
+CITATION = re.compile(rf"\b(?:art[íi]culos|arts\.?)\s*({_ARTICLE_NUMBER}(?:{_LIST_SEPARATOR}{_ARTICLE_NUMBER})*)"
+                      rf"|\bart(?:[íi]culo|\.)?\s*({_ARTICLE_NUMBER})", re.IGNORECASE)
 
 
 class DataError(ValueError):
@@ -167,7 +171,9 @@ def copied_run(text: str, corpus: Corpus, n: int = VERBATIM_WORDS) -> str | None
 
 
 def cited_articles(text: str) -> list[str]:
-    return CITATION.findall(text or "")
+    """Article numbers cited in ``text``, in order ("artículos 5 y 6" gives both)."""
+    return [number for match in CITATION.finditer(text or "")
+            for number in re.findall(_ARTICLE_NUMBER, match.group(1) or match.group(2))]
 
 
 # ---------------------------------------------------------------- checks ---

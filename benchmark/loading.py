@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -77,6 +78,18 @@ def _check_writable(cache: Path) -> None:
                                  "to a folder with room") from None
         raise ProvisionError(f"cache folder {cache} is not writable ({exc.strerror}); choose another with "
                              "--cache-dir or BENCH_CACHE") from None
+
+
+def _write_errno(exc: BaseException) -> int | None:
+    """errno of a failed write, or None when ``exc`` is not one.
+
+    safetensors reports I/O failures (disk full, file too large) as its own
+    ``SafetensorError`` ("... (os error 28)"), not as an OSError.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno or 0
+    found = re.search(r"\(os error (\d+)\)", str(exc)) if type(exc).__name__ == "SafetensorError" else None
+    return int(found.group(1)) if found else None
 
 
 def _publish(tmp: Path, final: Path, stamp: dict) -> None:
@@ -209,10 +222,13 @@ def prepare(entry: ModelEntry, cache_dir: Path | None = None, precisions=("fp32"
             _publish(tmp, folders["8bit"], {"model": entry.name, "precision": "8bit",
                                             "from": str(folders["fp32"]), "seconds": round(time.time() - start, 1)})
             del model
-    except OSError as exc:
-        for leftover in base.glob(".*-*"):
+    except BaseException as exc:
+        for leftover in base.glob(".*-*"):   # never leave a half-written checkpoint behind
             shutil.rmtree(leftover, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
+        code = _write_errno(exc)
+        if code is None:
+            raise
+        if code == errno.ENOSPC:
             raise ProvisionError(f"cache folder {cache} ran out of space while preparing '{entry.name}'; "
                                  "free space or use --cache-dir") from None
         raise ProvisionError(f"could not write the checkpoint of '{entry.name}' under {cache}: {exc}") from None

@@ -13,7 +13,8 @@ from functools import lru_cache
 
 from num2words import num2words
 
-_NUMBER = re.compile(r"\d{1,3}(?:\.\d{3})+(?![\d])|\d+(?:,\d+)?")
+# 1.500 and 1.500,50 (Spanish thousands dots, decimal comma), or plain 1500 and 12,5.
+_NUMBER = re.compile(r"\d{1,3}(?:\.\d{3})+(?:,\d+)?(?![\d])|\d+(?:,\d+)?")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Word forms num2words does not produce but legal Spanish uses ("veintiún días").
 _APOCOPE = {"veintiun": "veintiuno", "un": "uno", "primer": "primero", "tercer": "tercero"}
@@ -27,7 +28,7 @@ def _strip_accents(text: str) -> str:
 @lru_cache(maxsize=4096)
 def _number_words(token: str) -> str:
     if "," in token:  # decimal comma: 12,5 -> doce coma cinco
-        whole, frac = token.split(",", 1)
+        whole, frac = token.replace(".", "").split(",", 1)
         return f"{num2words(int(whole), lang='es')} coma {num2words(int(frac), lang='es')}"
     return num2words(int(token.replace(".", "")), lang="es")
 

@@ -181,3 +181,31 @@ def matrix_run(tiny_bench, tmp_path_factory, run_all_inprocess):
     out = tmp_path_factory.mktemp("matrix") / "results"
     rc = run_all_inprocess(tiny_bench.registry, run_all_args(tiny_bench, out))
     return SimpleNamespace(out=out, rc=rc, combos={a: out / "tiny-llama" / a for a in ("instruct", "law", "base")})
+
+
+# ---------------------------------------------------------------- prepared real and smoke models ---
+# Used by test_provisioning.py, test_generation.py and test_law_task.py.
+
+@pytest.fixture(scope="session")
+def registry():
+    """The committed registry (adapters/registry.yaml), whatever $BENCH_REGISTRY says."""
+    from benchmark.registry import DEFAULT_REGISTRY, load_registry
+
+    return load_registry(DEFAULT_REGISTRY)
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoints(bench_cache, registry) -> dict:
+    """{'fp32': folder, '8bit': folder}: smollm2-135m-instruct prepared as `python -m benchmark prepare` does."""
+    from benchmark.loading import prepare
+
+    return prepare(registry.model("smollm2-135m-instruct"), bench_cache, registry=registry)
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoints(bench_cache, registry, smollm2_checkpoints) -> dict:
+    """{name: {'fp32': folder, '8bit': folder}} for the architecture smoke models (suite 'smoke')."""
+    from benchmark.loading import prepare
+
+    return {name: prepare(registry.model(name), bench_cache, registry=registry, log=lambda *a: None)
+            for name in registry.suite("smoke")}

@@ -52,11 +52,15 @@ def citation_scores(answer: str, articulos: list[str]) -> tuple[float, float]:
 def process_results(doc: dict, results: list[str]) -> dict:
     answer = (results[0] or "").strip()
     correct, wrong = citation_scores(answer, doc["articulos"])
+    recall = key_fact_recall(answer, doc["hechos_clave"])
+    if textmetrics.spanish_score(answer) == 0.0:
+        # Empty, or identified as another language: "noventa dias" in Portuguese is no Spanish answer.
+        recall, correct = 0.0, 0.0
     return {
         "chrf_pp": (doc["respuesta"], answer),
         "bleu": (doc["respuesta"], answer),
         "rougeL": textmetrics.rouge_l(answer, doc["respuesta"]),
-        "hechos_recall": key_fact_recall(answer, doc["hechos_clave"]),
+        "hechos_recall": recall,
         "cita_correcta": correct,
         "cita_erronea": wrong,
     }

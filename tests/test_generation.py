@@ -1,0 +1,226 @@
+"""Generation: the architecture smoke models end to end, and contrastive search (benchmark/generation.py).
+
+Smoke models (tiny-mistral, tiny-llama, tiny-falcon; random weights, the seed
+architectures' module names): prepare -> load in 8-bit with the one loader ->
+attach a LoRA on the registry's ``lora_target_modules`` -> render a prompt with
+the model's template -> generate, greedily and with the model's seed preset.
+
+Contrastive search: ``tests/fixtures/contrastive_reference.json`` holds ids that
+transformers 4.55's built-in contrastive search produced for SmolLM2-135M fp32
+(``tests/fixtures/make_contrastive_reference.py``); ``contrastive_search`` must
+reproduce them token for token on the prepared fp32 checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.generation import WebuiPenalties, contrastive_search
+from benchmark.presets import load_preset
+from benchmark.registry import REPO
+from benchmark.templates import load_template
+
+SMOKE = ["tiny-mistral", "tiny-llama", "tiny-falcon"]
+REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "contrastive_reference.json").read_text())
+QUESTION = "¿Cuál es la capital del Ecuador?"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread while this module runs: the suite shares two cores with other jobs, and
+    oversubscribed OpenMP threads made contrastive search ten times slower (one thread costs little idle)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lora_config(targets, r: int = 4):
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=list(targets), task_type="CAUSAL_LM")
+
+
+def load_8bit(registry, bench_cache, name: str):
+    """A fresh 8-bit model (get_peft_model changes the model it wraps, so every test loads its own)."""
+    from benchmark.loading import load_for_eval
+
+    return load_for_eval(registry.model(name), "8bit", bench_cache, device="cpu")
+
+
+# ---------------------------------------------------------------------- architecture smoke models ---
+
+@pytest.mark.parametrize("name", SMOKE)
+def test_lora_target_modules_exist(name, registry, smoke_checkpoints, bench_cache):
+    entry = registry.model(name)
+    model, _, folder = load_8bit(registry, bench_cache, name)
+    assert folder == smoke_checkpoints[name]["8bit"]
+    assert model.config.model_type == entry.architecture
+    layers = model.config.num_hidden_layers
+    for target in entry.lora_target_modules:
+        found = [m for n, m in model.named_modules() if n.split(".")[-1] == target]
+        assert len(found) == layers, f"{name}: '{target}' should name one linear layer per decoder layer"
+        assert all(isinstance(m, torch.nn.Linear) for m in found), f"{name}: '{target}' is not a linear layer"
+
+
+@pytest.mark.parametrize("name", [
+    "tiny-mistral", "tiny-llama",
+    pytest.param("tiny-falcon", marks=pytest.mark.xfail(strict=True, reason=(
+        "transformers 5 replace_with_bnb_linear converts only exact nn.Linear; Falcon's layers are FalconLinear "
+        "(a subclass), so Falcon loads unquantized from an 8-bit checkpoint"))),
+])
+def test_8bit_load_quantizes_the_lora_targets(name, registry, smoke_checkpoints, bench_cache):
+    import bitsandbytes as bnb
+
+    model, _, _ = load_8bit(registry, bench_cache, name)
+    for target in registry.model(name).lora_target_modules:
+        kinds = {type(m).__name__ for n, m in model.named_modules() if n.split(".")[-1] == target}
+        assert kinds == {bnb.nn.Linear8bitLt.__name__}, f"{name}: '{target}' loaded as {kinds}"
+
+
+# (text of the user turn, end of the generation prompt) for each template.
+PROMPT_SHAPE = {
+    "tiny-mistral": (f"[INST] {QUESTION} [/INST]", "[/INST]"),
+    "tiny-llama": (f"<</SYS>>\n\n{QUESTION} [/INST]", "[/INST] "),
+    "tiny-falcon": (f"<HUMAN>: {QUESTION}\n", "<ASSISTANT>:"),
+}
+
+
+@pytest.mark.parametrize("name", SMOKE)
+def test_lora_on_8bit_model_renders_and_generates(name, registry, smoke_checkpoints, bench_cache):
+    from peft import get_peft_model
+
+    entry = registry.model(name)
+    model, tokenizer, _ = load_8bit(registry, bench_cache, name)
+    messages = [{"role": "user", "content": QUESTION}]
+    prompt = load_template(entry.template).render(messages, add_generation_prompt=True)
+    assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == prompt
+    turn, generation_prompt = PROMPT_SHAPE[name]
+    assert turn in prompt and prompt.endswith(generation_prompt), prompt
+    enc = tokenizer(prompt, return_tensors="pt")
+    greedy = {"max_new_tokens": 4, "min_new_tokens": 4, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+
+    base_ids = model.generate(**enc, **greedy)
+    peft_model = get_peft_model(model, lora_config(entry.lora_target_modules))
+    wrapped = [n for n, _ in peft_model.named_modules() if n.endswith("lora_A.default")]
+    assert len(wrapped) == model.config.num_hidden_layers * len(entry.lora_target_modules)
+    assert peft_model.get_nb_trainable_parameters()[0] > 0
+    ids = peft_model.generate(**enc, **greedy)
+    assert ids.shape == (1, enc.input_ids.shape[1] + 4)
+    assert torch.equal(ids, base_ids), "a fresh LoRA (B = 0) changed the greedy output"
+    # The adapter is live in the forward pass: non-zero B moves the logits.
+    with torch.no_grad():
+        before = peft_model(**enc).logits
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 1.0, generator=torch.Generator().manual_seed(0))
+        after = peft_model(**enc).logits
+    assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize(("name", "beams"), [("tiny-mistral", 1), ("tiny-llama", 1), ("tiny-falcon", 5)])
+def test_seed_preset_generates(name, beams, registry, smoke_checkpoints, bench_cache):
+    """The model's seed preset through Preset.generate_kwargs(): sampling, webui penalties, Falcon's beam-sample."""
+    from peft import get_peft_model
+
+    entry = registry.model(name)
+    model, tokenizer, _ = load_8bit(registry, bench_cache, name)
+    model = get_peft_model(model, lora_config(entry.lora_target_modules))
+    kwargs = load_preset(entry.preset).generate_kwargs()
+    assert kwargs["do_sample"] is True and kwargs.get("num_beams", 1) == beams
+    assert [type(p) for p in kwargs["logits_processor"]] == [WebuiPenalties]
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], tokenize=False,
+                                           add_generation_prompt=True)
+    enc = tokenizer(prompt, return_tensors="pt")
+
+    def run(seed):
+        torch.manual_seed(seed)
+        return model.generate(**enc, max_new_tokens=4, min_new_tokens=4, pad_token_id=tokenizer.pad_token_id,
+                              return_dict_in_generate=True, output_scores=True, **kwargs)
+
+    out = run(1234)
+    assert out.sequences.shape == (1, enc.input_ids.shape[1] + 4)
+    assert torch.equal(out.sequences[:, :enc.input_ids.shape[1]], enc.input_ids)
+    if beams > 1:   # beam-sample: one sequence per prompt, chosen among the beams
+        assert out.sequences_scores is not None and out.beam_indices.shape[0] == 1
+        assert out.scores[0].shape[0] == beams
+    else:
+        assert getattr(out, "beam_indices", None) is None
+    assert torch.equal(run(1234).sequences, out.sequences), "the same seed gave a different sample"
+
+
+# --------------------------------------------------------------------------- contrastive search ---
+
+@pytest.fixture(scope="module")
+def smollm2_fp32(smollm2_checkpoints):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(smollm2_checkpoints["fp32"], dtype=torch.float32).eval()
+
+
+def contrastive(model, case: dict, **kwargs) -> list:
+    settings = {"penalty_alpha": REFERENCE["penalty_alpha"], "top_k": REFERENCE["top_k"], "do_sample": False,
+                "custom_generate": contrastive_search}
+    settings.update(kwargs)
+    out = model.generate(input_ids=torch.tensor(case["input_ids"]), attention_mask=torch.tensor(case["attention_mask"]),
+                         max_new_tokens=REFERENCE["max_new_tokens"], pad_token_id=1, **settings)
+    return out.tolist()
+
+
+def test_reference_fixture_is_what_it_claims():
+    assert REFERENCE["transformers"].startswith("4.55.")
+    assert (REFERENCE["penalty_alpha"], REFERENCE["top_k"], REFERENCE["max_new_tokens"]) == (0.3, 4, 24)
+    batch, *singles = REFERENCE["cases"]
+    assert len(batch["input_ids"]) == len(singles) == 3
+    assert any(row[0] == 0 for row in batch["attention_mask"]), "the batch case must be left-padded"
+    for row, mask, single in zip(batch["input_ids"], batch["attention_mask"], singles):
+        assert [t for t, m in zip(row, mask) if m] == single["input_ids"][0]
+
+
+@pytest.mark.parametrize("case", range(len(REFERENCE["cases"])),
+                         ids=["batch-left-padded", "single-0", "single-1", "single-2"])
+def test_contrastive_search_matches_transformers_455(case, smollm2_fp32):
+    expected = REFERENCE["cases"][case]["output_ids"]
+    got = contrastive(smollm2_fp32, REFERENCE["cases"][case])
+    for row, (g, e) in enumerate(zip(got, expected)):
+        first = next((i for i, (a, b) in enumerate(zip(g, e)) if a != b), None)
+        assert g == e, f"row {row}: first different token at position {first}"
+
+
+def test_contrastive_preset_routes_to_contrastive_search(registry):
+    preset = load_preset(REPO / "presets" / "Contrastive Search.yaml")
+    kwargs = preset.generate_kwargs()
+    assert kwargs["custom_generate"] is contrastive_search
+    assert (kwargs["penalty_alpha"], kwargs["top_k"], kwargs["do_sample"]) == (0.3, 4, False)
+    # The merged adapters decode with it.
+    for name in registry.suite("embedded"):
+        assert load_preset(registry.model(name).adapter("merged").preset).contrastive
+
+
+def test_contrastive_preset_on_peft_model_matches_reference(smollm2_checkpoints):
+    """A PEFT-wrapped model with a fresh LoRA (B = 0) gives the base model's ids, via the preset's kwargs."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_checkpoints["fp32"], dtype=torch.float32).eval()
+    peft_model = get_peft_model(model, lora_config(["q_proj", "v_proj"]))
+    kwargs = load_preset(REPO / "presets" / "Contrastive Search.yaml").generate_kwargs()
+    case = REFERENCE["cases"][1]
+    assert contrastive(peft_model, case, **kwargs) == case["output_ids"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"penalty_alpha": 0.0, "top_k": 4}, "penalty_alpha > 0"),
+    ({"penalty_alpha": 0.3, "top_k": 0}, "top_k >= 1"),
+])
+def test_contrastive_search_refuses_degenerate_settings(settings, message, registry, smoke_checkpoints):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smoke_checkpoints["tiny-llama"]["fp32"], dtype=torch.float32)
+    with pytest.raises(ValueError, match=message):
+        model.generate(torch.tensor([[1, 2, 3]]), custom_generate=contrastive_search, do_sample=False,
+                       max_new_tokens=2, pad_token_id=1, **settings)

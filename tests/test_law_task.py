@@ -1,0 +1,352 @@
+"""tasks/ecuador_law_es: the data (sizes, grounding, decontamination, balance), the scorers, bad rows,
+and the stock ``lm_eval`` command line on the prepared 8-bit SmolLM2 with a PEFT adapter.
+
+The grounding checks read the law corpus at ``../shared/corpus/ecuador`` beside
+the repository (``$ECUADOR_CORPUS`` overrides), through benchmark.lawdata.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmark import lawdata
+from benchmark.lawdata import DataError
+from benchmark.registry import REPO
+from benchmark.textnorm import normalize
+
+TASKS = REPO / "tasks"
+TASK_DIR = TASKS / "ecuador_law_es"
+# The six laws; the two texts of the Constitution count as one law.
+SAME_LAW = {"constitucion_2008": "constitucion", "constitucion_vigente_2021": "constitucion"}
+SIX_LAWS = {"constitucion", "codigo_trabajo", "ley_transporte_terrestre_transito", "codigo_tributario",
+            "ley_regimen_tributario_interno", "reglamento_lrti"}
+
+
+def _load_utils():
+    spec = importlib.util.spec_from_file_location("ecuador_law_es_utils", TASK_DIR / "utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+utils = _load_utils()
+
+
+@pytest.fixture(scope="module")
+def splits() -> dict:
+    return {s: lawdata.load_split(s) for s in lawdata.SPLITS}
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return lawdata.Corpus.load(lawdata.corpus_dir())
+
+
+# ------------------------------------------------------------------------------------ the data ---
+
+def test_split_sizes_and_coverage(splits):
+    test = splits["test"]
+    assert len(test) >= 400, f"test has {len(test)} items, needs >= 400"
+    assert len(splits["validation"]) >= 100, f"validation has {len(splits['validation'])} items, needs >= 100"
+    assert len(splits["train"]) >= 1500, f"train has {len(splits['train'])} pairs, needs >= 1500"
+    articles = {(SAME_LAW.get(r["ley"], r["ley"]), a) for r in test for a in r["articulos"]}
+    assert {law for law, _ in articles} == SIX_LAWS, "the test split must cover all six laws"
+    assert len(articles) >= 150, f"test covers {len(articles)} distinct articles, needs >= 150"
+
+
+def test_test_split_shares(splits):
+    test, law_table = splits["test"], lawdata.laws()
+    tax = sum(law_table[r["ley"]]["grupo"] == "tributario" for r in test) / len(test)
+    assert tax >= 0.25, f"tax law is {tax:.0%} of test, needs >= 25%"
+    known = Counter(r["conocimiento"] for r in test)
+    for part in ("visto", "nuevo"):
+        assert known[part] / len(test) >= 0.40, f"'{part}' is {known[part] / len(test):.0%} of test, needs >= 40%"
+
+
+def test_every_item_is_grounded_in_the_corpus(splits, corpus):
+    for split, rows in splits.items():
+        problems = lawdata.grounding_problems(rows, corpus)
+        assert problems == [], f"{split}: {len(problems)} grounding problems, first: {problems[:5]}"
+
+
+def test_evaluation_splits_are_decontaminated(splits):
+    problems = lawdata.contamination_problems(splits["train"], splits["test"] + splits["validation"])
+    assert problems == [], f"{len(problems)} contamination problems, first: {problems[:5]}"
+    # Stated directly as well: 'nuevo' never taught, 'visto' always taught.
+    taught = {(r["ley"], a) for r in splits["train"] for a in r["articulos"]}
+    for row in splits["test"] + splits["validation"]:
+        cites = {(row["ley"], a) for a in row["articulos"]}
+        assert bool(cites & taught) == (row["conocimiento"] == "visto"), row["_where"]
+
+
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_multiple_choice_balance(split, splits):
+    rows = splits[split]
+    assert lawdata.balance_problems(rows, split) == []
+    share = Counter(r["correcta"] for r in rows)
+    assert all(0.20 <= share[slot] / len(rows) <= 0.30 for slot in range(4)), share
+    longest = [max(range(4), key=lambda i: len(r["opciones"][i])) == r["correcta"] for r in rows]
+    assert not all(longest), "the correct option is always the longest"
+
+
+def _row(**changes) -> dict:
+    row = {"_where": "made-up.jsonl:1", "ley": "codigo_trabajo", "articulos": ["15"], "conocimiento": "visto",
+           "pregunta": "¿Cuál es el plazo?", "respuesta": "Según el artículo 15, noventa días.",
+           "correcta": 0, "opciones": ["a", "bb", "ccc", "dddd"]}
+    return {**row, **changes}
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([_row(pregunta="Cuánto puede durar como máximo el período de prueba en un contrato de plazo indefinido")],
+     "shares an 8-gram with training data"),
+    ([_row(conocimiento="nuevo")], "'nuevo' item cites [('codigo_trabajo', '15')], which training pairs teach"),
+    ([_row(articulos=["9999"])], "'visto' item cites [('codigo_trabajo', '9999')], which no training pair teaches"),
+], ids=["copied-question", "nuevo-taught", "visto-untaught"])
+def test_contamination_check_catches(rows, expected, splits):
+    problems = lawdata.contamination_problems(splits["train"], rows)
+    assert any(expected in p and p.startswith("made-up.jsonl:1: ") for p in problems), problems
+
+
+@pytest.mark.parametrize(("correct", "options", "expected"), [
+    ([0] * 8, ["a", "bb", "ccc", "dddd"], "correct option in slot 0 for 100% of items"),
+    ([0, 1, 2, 3] * 2, None, "the correct option is always the longest"),
+], ids=["always-slot-0", "always-longest"])
+def test_balance_check_catches(correct, options, expected):
+    rows = []
+    for c in correct:
+        opts = options or [("x" * 9 if i == c else "y" * (i + 1)) for i in range(4)]
+        rows.append(_row(correcta=c, opciones=opts))
+    assert any(expected in p for p in lawdata.balance_problems(rows, "made-up"))
+
+
+# ------------------------------------------------------------------------------------ scorers ---
+
+DOC = {
+    "articulos": ["15"],
+    "hechos_clave": ["noventa días", "contrato de plazo indefinido"],
+    "respuesta": "Según el artículo 15 del Código del Trabajo, en el primer contrato de plazo indefinido el período "
+                 "de prueba dura como máximo noventa días.",
+}
+
+
+@pytest.mark.parametrize(("answer", "recall", "right", "wrong"), [
+    (DOC["respuesta"], 1.0, 1.0, 0.0),
+    ("Art. 15: en un contrato de plazo indefinido, la prueba dura hasta 90 días.", 1.0, 1.0, 0.0),
+    ("Según el ARTICULO 15, en el contrato de plazo indefinido la prueba es de noventa dias.", 1.0, 1.0, 0.0),
+    ("Lo regulan los artículos 14 y 15: contrato de plazo indefinido, noventa días.", 1.0, 1.0, 0.0),
+    ("Conforme a los arts. 14, 15 y 16, son noventa días.", 0.5, 1.0, 0.0),
+    ("Según el artículo 51 del Código del Trabajo, en el contrato de plazo indefinido son noventa días.", 1.0, 0.0, 1.0),
+    ("Según el artículo 15, son sesenta días.", 0.0, 1.0, 0.0),
+    ("Noventa días.", 0.5, 0.0, 0.0),
+    ("According to article 15 of the Labour Code, the probation period of a first open-ended contract lasts at "
+     "most ninety days.", 0.0, 0.0, 0.0),
+    ("Segundo o artigo 15 do Código do Trabalho, no primeiro contrato por prazo indeterminado o período de "
+     "experiência dura no máximo noventa dias.", 0.0, 0.0, 0.0),
+    ("Segundo o art. 15 do Código do Trabalho, o período de experiência de um contrato por prazo indeterminado "
+     "dura no máximo noventa dias.", 0.0, 0.0, 0.0),
+    ("", 0.0, 0.0, 0.0),
+    ("   \n", 0.0, 0.0, 0.0),
+], ids=["perfect", "digits-for-words", "no-accents-upper-case", "artículos-list", "arts-list-one-fact",
+        "wrong-article", "wrong-number", "no-citation", "english", "portuguese", "portuguese-art-15", "empty",
+        "blank"])
+def test_qa_scores_on_hand_made_answers(answer, recall, right, wrong):
+    scores = utils.process_results(DOC, [answer])
+    assert scores["hechos_recall"] == pytest.approx(recall)
+    assert (scores["cita_correcta"], scores["cita_erronea"]) == (right, wrong)
+    if answer == DOC["respuesta"]:
+        assert scores["rougeL"] == pytest.approx(1.0)
+        assert utils.chrfpp_aggregate([scores["chrf_pp"]]) == pytest.approx(100.0)
+        assert utils.bleu_aggregate([scores["bleu"]]) == pytest.approx(100.0)
+    if not answer.strip():
+        assert scores["rougeL"] == 0.0 and utils.chrfpp_aggregate([scores["chrf_pp"]]) == 0.0
+
+
+@pytest.mark.parametrize(("digits", "words"), [
+    ("15 días", "quince días"),
+    ("21 días", "veintiún días"),
+    ("16 años", "dieciséis años"),
+    ("250 dólares", "doscientos cincuenta dólares"),
+    ("1.000 dólares", "mil dólares"),
+    ("12,5%", "doce coma cinco por ciento"),
+    ("USD 3.662,75", "USD tres mil seiscientos sesenta y dos coma setenta y cinco"),
+])
+def test_numbers_in_words_match_digits(digits, words):
+    assert normalize(digits) == normalize(words)
+    assert utils.key_fact_recall(f"El plazo es de {words}.", [digits]) == 1.0
+    assert utils.key_fact_recall(f"El plazo es de {digits}.", [words]) == 1.0
+    assert utils.key_fact_recall("El plazo es de 17 días.", [digits]) == 0.0
+
+
+def test_process_results_gives_every_metric_of_the_yaml():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    config = yaml.load((TASK_DIR / "_qa_template_yaml").read_text(encoding="utf-8"), Loader=Loader)
+    assert set(utils.process_results(DOC, ["x"])) == {m["metric"] for m in config["metric_list"]}
+
+
+# --------------------------------------------------------------------------------- bad data ---
+
+VALID = {
+    "id": "bad-001", "ley": "codigo_trabajo", "version": lawdata.laws()["codigo_trabajo"]["version"],
+    "articulos": ["15"], "tipo": "basica", "tema": "Período de prueba",
+    "pregunta": "¿Hasta cuándo puede extenderse la etapa de prueba de un primer contrato indefinido?",
+    "respuesta": "Hasta noventa días, según el artículo 15 del Código del Trabajo.",
+    "hechos_clave": ["noventa días"],
+    "opciones": ["Noventa días", "Seis meses", "Treinta días", "Un año"], "correcta": 0, "conocimiento": "nuevo",
+}
+
+
+def line(**changes) -> bytes:
+    row = {**VALID, **changes}
+    for key in [k for k, v in changes.items() if v is None]:
+        del row[key]
+    return json.dumps(row, ensure_ascii=False).encode("utf-8")
+
+
+def write_split(data_dir: Path, split: str, lines: list[bytes], name: str = "rows.jsonl") -> Path:
+    path = data_dir / split / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize(("split", "lines", "bad_line", "expected"), [
+    ("test", [line(), b"", line(id="bad-002", hechos_clave=None)], 3, "missing field 'hechos_clave'"),
+    ("train", [line(opciones=None, tipo=None)], None, None),   # a valid training row: train needs fewer fields
+    ("train", [json.dumps({"id": "t1", "ley": "codigo_trabajo", "version": VALID["version"], "articulos": ["15"],
+                           "pregunta": "¿Qué plazo?"}).encode()], 1, "missing field 'respuesta'"),
+    ("test", [line(), line(id="bad-002", correcta=4)], 2, "field 'correcta' is 4, it must be 0, 1, 2 or 3"),
+    ("test", [line(correcta=-1)], 1, "field 'correcta' is -1"),
+    ("test", [line(correcta=True)], 1, "field 'correcta' must be int, got bool"),
+    ("test", [line(), line(id="bad-002"), line()], 3, "duplicate id 'bad-001' (first seen at "),
+    ("test", [line(), "{\"id\": \"bad-002\", \"tema\": \"Período\"}".encode("latin-1")], 2, "not UTF-8"),
+    ("test", [line(), line()[:-10]], 2, "not valid JSON"),
+    ("test", [b"[1, 2]"], 1, "each line must be a JSON object"),
+    ("test", [line(version="2099")], 1, "field 'version' must be"),
+    ("test", [line(ley="codigo_civil")], 1, "field 'ley' is 'codigo_civil'"),
+    ("validation", [line(conocimiento="quizas")], 1, "field 'conocimiento' is 'quizas'"),
+    ("test", [line(opciones=["a", "b", "c"])], 1, "field 'opciones' must hold exactly 4"),
+    ("test", [line(hechos_clave=[])], 1, "field 'hechos_clave' must hold 1 to 3"),
+], ids=["missing-field", "train-row-ok", "train-missing-field", "correcta-4", "correcta-negative", "correcta-bool",
+        "duplicate-id", "not-utf8", "invalid-json", "not-an-object", "wrong-version", "unknown-law",
+        "bad-conocimiento", "three-options", "no-key-facts"])
+def test_bad_rows_are_refused_with_file_and_line(split, lines, bad_line, expected, tmp_path):
+    path = write_split(tmp_path, split, lines)
+    if expected is None:
+        assert [r["_where"] for r in lawdata.load_split(split, data_dir=tmp_path)] == [f"{path}:1"]
+        return
+    with pytest.raises(DataError) as caught:
+        lawdata.load_split(split, data_dir=tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{bad_line}: "), message
+    assert expected in message
+
+
+def test_duplicate_ids_across_files_name_both(tmp_path):
+    first = write_split(tmp_path, "test", [line()], "a.jsonl")
+    second = write_split(tmp_path, "test", [line(id="bad-002"), line()], "b.jsonl")
+    with pytest.raises(DataError, match=f"^{second}:2: duplicate id 'bad-001' \\(first seen at {first}:1\\)$"):
+        lawdata.load_split("test", data_dir=tmp_path)
+
+
+def test_empty_split_folder_is_refused(tmp_path):
+    (tmp_path / "test").mkdir()
+    with pytest.raises(DataError, match="no \\*.jsonl files for split 'test'"):
+        lawdata.load_split("test", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({}, None),
+    ({"articulos": ["9999"]}, "article 9999 does not exist in codigo_trabajo"),
+    ({"ley": "codigo_tributario", "version": lawdata.laws()["codigo_tributario"]["version"], "articulos": ["15-Z"]},
+     "article 15-Z does not exist in codigo_tributario"),
+    ({"hechos_clave": ["ciento ochenta días"]}, "hecho_clave 'ciento ochenta días' is not in the text"),
+    ({"respuesta": "Hasta noventa días, según el Código del Trabajo."}, "field 'respuesta' must cite the article"),
+    ({"pregunta": "¿Es cierto que los preceptos de este Código regulan las relaciones entre empleadores y "
+                  "trabajadores y se aplican a las diversas modalidades?"}, "field 'pregunta' copies 12+ words"),
+], ids=["valid", "missing-article", "missing-article-other-law", "unsupported-fact", "no-citation", "verbatim-copy"])
+def test_grounding_problems_are_listed(changes, expected, tmp_path, corpus):
+    path = write_split(tmp_path, "test", [line(**changes)])
+    rows = lawdata.load_split("test", data_dir=tmp_path)
+    problems = lawdata.grounding_problems(rows, corpus)
+    if expected is None:
+        assert problems == []
+    else:
+        assert any(p.startswith(f"{path}:1: ") and expected in p for p in problems), problems
+
+
+# --------------------------------------------------------------------- stock lm_eval command line ---
+
+def test_task_yamls_load_in_lm_eval(splits):
+    """The group resolves through lm-eval to its four subtasks, and visto/nuevo split the test data."""
+    from lm_eval.tasks import TaskManager
+
+    loaded = TaskManager(include_path=str(TASKS)).load(["ecuador_law_es"])
+    assert loaded["group_map"] == {
+        "ecuador_law_es": ["ecuador_law_es_qa", "ecuador_law_es_mc"],
+        "ecuador_law_es_qa": ["ecuador_law_es_qa_visto", "ecuador_law_es_qa_nuevo"],
+        "ecuador_law_es_mc": ["ecuador_law_es_mc_visto", "ecuador_law_es_mc_nuevo"],
+    }
+    known = Counter(r["conocimiento"] for r in splits["test"])
+    validation = Counter(r["conocimiento"] for r in splits["validation"])
+    for name, task in loaded["tasks"].items():
+        part = name.rsplit("_", 1)[1]
+        assert len(task.test_docs()) == known[part] and len(task.validation_docs()) == validation[part], name
+        assert {doc["conocimiento"] for doc in task.test_docs()} == {part}, name
+
+
+def test_stock_lm_eval_on_prepared_8bit_with_peft_adapter(smollm2_checkpoints, tmp_path):
+    """The README's command, run from another working directory, on the 8-bit checkpoint plus a PEFT adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_checkpoints["fp32"], dtype=torch.float32)
+    adapter = tmp_path / "adapter"
+    get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
+                                     task_type="CAUSAL_LM")).save_pretrained(adapter)
+    del model
+    out = tmp_path / "out"
+    command = ["lm_eval", "--include_path", str(TASKS), "--tasks", "ecuador_law_es_qa_visto,ecuador_law_es_mc_visto",
+               "--model", "hf", "--model_args", f"pretrained={smollm2_checkpoints['8bit']},peft={adapter}",
+               "--limit", "2", "--output_path", str(out), "--log_samples", "--apply_chat_template",
+               "--batch_size", "2", "--gen_kwargs", "max_gen_toks=16"]
+    # One intra-op thread: the suite shares two cores with other jobs, and oversubscribed
+    # OpenMP threads made this run ten times slower.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    [results_file] = out.rglob("results_*.json")
+    results = json.loads(results_file.read_text())
+    qa, mc = results["results"]["ecuador_law_es_qa_visto"], results["results"]["ecuador_law_es_mc_visto"]
+    for metric in ("hechos_recall", "cita_correcta", "cita_erronea", "rougeL"):
+        assert 0.0 <= qa[f"{metric},none"] <= 1.0, metric
+    for metric in ("chrf_pp", "bleu"):
+        assert 0.0 <= qa[f"{metric},none"] <= 100.0, metric
+    assert qa["chrf_pp,none"] > 0.0, "the model generated nothing"
+    for metric in ("acc", "acc_norm"):
+        assert mc[f"{metric},none"] in (0.0, 0.5, 1.0), metric
+    assert results["n-samples"]["ecuador_law_es_qa_visto"]["effective"] == 2
+    assert results["configs"]["ecuador_law_es_qa_visto"]["generation_kwargs"]["max_gen_toks"] == 16
+    assert str(adapter) in str(results["config"]["model_args"])
+
+    # The prompt went through the chat template that prepare wrote into the tokenizer (ChatML, Spanish system).
+    [samples_file] = out.rglob("samples_ecuador_law_es_qa_visto_*.jsonl")
+    samples = [json.loads(x) for x in samples_file.read_text().splitlines()]
+    prompt = samples[0]["arguments"]["gen_args_0"]["arg_0"]
+    assert prompt.startswith("<|im_start|>system\nEres un asistente que responde siempre en español")
+    assert prompt.endswith("<|im_start|>assistant\n") and samples[0]["doc"]["pregunta"] in prompt
