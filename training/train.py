@@ -184,6 +184,11 @@ def main(argv=None) -> None:
     sft_config.completion_only_loss = True
     trainer = SFTTrainer(model=model, args=sft_config, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=get_peft_config(model_args))
+    # TRL casts QLoRA adapter weights to bf16, but resuming reloads them through PEFT in fp32: keep them
+    # in fp32 from the start, so that an interrupted run continues exactly as an uninterrupted one.
+    for param in trainer.model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
     if recipe_args.max_minutes:
         trainer.add_callback(time_budget(recipe_args.max_minutes))
     last = get_last_checkpoint(sft_config.output_dir) if Path(sft_config.output_dir).is_dir() else None
