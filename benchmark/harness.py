@@ -9,8 +9,9 @@ truncation, caching) and changes three things:
   :meth:`benchmark.presets.Preset.generate_kwargs`, so webui penalties and
   contrastive search work;
 * the template's stop strings are added to every request's ``until``;
-* prompts longer than the context are counted (HFLM truncates them from the
-  left) and reported in the results.
+* prompts longer than the context are counted, for generation and for
+  log-likelihood requests (HFLM truncates them from the left), with a warning,
+  and reported in the results (``benchmark.truncated_prompts``).
 
 The model can be switched between adapters between evaluations
 (:meth:`use_adapter`); the base model is loaded once.
@@ -72,6 +73,14 @@ class PresetLM(HFLM):
                 log.warning("%d prompt(s) longer than %d tokens were truncated from the left", over, left_truncate_len)
         return super().tok_batch_encode(strings, padding_side=padding_side, left_truncate_len=left_truncate_len,
                                         truncation=truncation)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        # HFLM keeps the last max_length + 1 tokens of context + continuation; count the contexts it cuts.
+        over = {tuple(req[1]) for req in requests if len(req[1]) + len(req[2]) > self.max_length + 1}
+        if over:
+            self.truncated_prompts += len(over)
+            log.warning("%d prompt(s) longer than %d tokens were truncated from the left", len(over), self.max_length)
+        return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
 
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         from lm_eval.models.utils_hf import stop_sequences_criteria

@@ -4,6 +4,7 @@
     python benchmark/run_all.py --full               # whole test splits
     python benchmark/run_all.py --suite seed --precision 8bit --device cuda
     python benchmark/run_all.py --tasks belebele_spa_Latn --suite seed --adapters none
+    python benchmark/run_all.py --include-path ~/my_tasks  # extra task folder, next to tasks/
 
 Each base model is loaded once (8-bit by default); its adapters are attached with
 PEFT and switched between evaluations. Each combination decodes with its own
@@ -20,9 +21,11 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 import traceback
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,7 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--adapters", nargs="+", default=["base", "instruct", "law", "merged"],
                    help="which combinations: base instruct law merged (default: all); 'none' = base only")
     p.add_argument("--tasks", nargs="+", help="task or group names: ours under tasks/ or stock lm-eval ones "
-                   "(default: every task under tasks/)")
+                   "(default: every task under tasks/ and the --include-path folders)")
+    p.add_argument("--include-path", type=Path, action="append", default=[], metavar="DIR",
+                   help="another folder of lm-eval task YAMLs, searched like tasks/ (repeatable)")
     p.add_argument("--limit", type=int, nargs="?", const=0, default=DEFAULT_SAMPLE,
                    help=f"documents per leaf task, a fixed stratified sample (default {DEFAULT_SAMPLE}); "
                         "--limit with no value or --full = whole test splits")
@@ -75,24 +80,58 @@ def parse_args(argv=None):
 
 # ------------------------------------------------------------------ tasks ---
 
-def task_manager(names=None):
+def task_dirs(include_paths=()) -> list[Path]:
+    """tasks/ and the --include-path folders, absolute."""
+    dirs = [TASKS_DIR]
+    for d in include_paths:
+        d = Path(d).expanduser().resolve()
+        if not d.is_dir():
+            raise ValueError(f"--include-path {d}: not a folder")
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def task_manager(names=None, dirs=(TASKS_DIR,)):
+    """Our tasks only, or ours plus lm-eval's when a requested name is not ours."""
     from lm_eval.tasks import TaskManager
 
-    ours = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    paths = [str(d) for d in dirs]
+    ours = TaskManager(include_path=paths, include_defaults=False)
     if names and any(n not in ours.all_tasks for n in names):
-        full = TaskManager(include_path=str(TASKS_DIR))
-        unknown = [n for n in names if n not in full.all_tasks]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}: not under {TASKS_DIR} nor in lm-eval "
-                             "(check the name, or that the task YAML parses: `lm_eval --tasks list`)")
-        return full
+        return TaskManager(include_path=paths)
     return ours
 
 
-def own_root_tasks(tm) -> list[str]:
-    """Top-level groups and ungrouped tasks defined by YAML files under tasks/ (tags are skipped)."""
+def check_task_yamls(dirs) -> dict[Path, str]:
+    """{file: error} for every task YAML (and the file it includes) that cannot be read safely.
+
+    lm-eval skips a YAML it cannot parse without a word, so the task just goes missing;
+    here it is named with the line of the error.
+    """
+    from benchmark.yamlio import YamlError, load_yaml
+
+    bad = {}
+    for root in dirs:
+        for path in sorted(Path(root).rglob("*.yaml")):
+            if "__pycache__" in path.parts:
+                continue
+            try:
+                cfg = load_yaml(path, "task YAML", functions=True)
+                base = cfg.get("include") if isinstance(cfg, dict) else None
+                if isinstance(base, str) and not Path(base).is_absolute():
+                    load_yaml(path.parent / base, f"file included by {path.name}", functions=True)
+            except YamlError as exc:
+                bad[path.resolve()] = str(exc)
+    return bad
+
+
+def own_root_tasks(tm, dirs=(TASKS_DIR,), refused=()) -> list[str]:
+    """Top-level groups and ungrouped tasks defined by YAML files in ``dirs`` (tags are skipped)."""
+    prefixes = tuple(str(d) + os.sep for d in dirs)
     mine = {name: entry for name, entry in tm.task_index.items()
-            if entry.yaml_path is not None and str(entry.yaml_path).startswith(str(TASKS_DIR))}
+            if entry.yaml_path is not None and str(entry.yaml_path).startswith(prefixes)
+            and Path(entry.yaml_path).resolve() not in refused}
     children = set()
     for entry in mine.values():
         if entry.cfg and "group" in entry.cfg:
@@ -101,8 +140,66 @@ def own_root_tasks(tm) -> list[str]:
     tagged = {n for n, e in mine.items() if e.cfg and e.cfg.get("tag") and "group" not in e.cfg}
     roots = sorted(n for n in mine if n not in children and n not in tagged)
     if not roots:
-        raise ValueError(f"no lm-eval tasks found under {TASKS_DIR}")
+        raise ValueError(f"no lm-eval tasks found under {', '.join(map(str, dirs))}")
     return roots
+
+
+def resolve_tasks(names, dirs):
+    """(task manager, task names to run, their leaf tasks, problems).
+
+    A task YAML that does not parse, or a task name that does not exist, is a
+    problem reported by name; the other tasks still run.
+    """
+    from lm_eval.tasks import get_task_dict
+
+    refused = check_task_yamls(dirs)
+    problems = []
+    tm = task_manager(names, dirs)
+    if names:
+        wanted = []
+        for name in dict.fromkeys(names):
+            entry = tm.task_index.get(name)
+            if entry is None:
+                hint = (" (a task YAML above is refused: is it that one?)" if refused
+                        else "; check the name (`lm_eval --tasks list`)")
+                problems.append(f"unknown task '{name}': not under {', '.join(map(str, dirs))} nor in lm-eval{hint}")
+            elif entry.yaml_path is not None and Path(entry.yaml_path).resolve() in refused:
+                problems.append(f"task '{name}' is defined in {entry.yaml_path}, which is refused (see above)")
+            else:
+                wanted.append(name)
+        if problems:   # an unknown name may be the task of a refused file
+            problems = list(refused.values()) + problems
+        else:          # not one of the requested tasks: say so, but it does not fail this run
+            for error in refused.values():
+                log.warning("warning: %s", error)
+    else:
+        problems = list(refused.values())   # its task would silently be missing from the run
+        wanted = own_root_tasks(tm, dirs, refused)
+    try:
+        kept, leaves = wanted, leaf_tasks(get_task_dict(wanted, tm)) if wanted else {}
+    except Exception:  # find which task cannot be built, keep the others
+        kept, leaves = [], {}
+        for name in wanted:
+            try:
+                leaves.update(leaf_tasks(get_task_dict([name], tm)))
+                kept.append(name)
+            except Exception as exc:
+                problems.append(f"task '{name}' cannot be loaded: {type(exc).__name__}: {str(exc)[:300]}")
+    if not kept:
+        raise ValueError("no task left to run:\n  " + "\n  ".join(problems))
+    return tm, kept, leaves, problems
+
+
+def task_source_files(tm, names) -> list[Path]:
+    """Every file in the folders that hold these tasks' YAMLs (data, utils.py, README): the resume hash covers them.
+
+    Only the folders of the tasks being run, so editing another task does not invalidate these results.
+    Stock lm-eval tasks are covered by the lm-eval version in the hash.
+    """
+    folders = {Path(tm.task_index[n].yaml_path).resolve().parent for n in names
+               if n in tm.task_index and tm.task_index[n].yaml_path is not None
+               and "/lm_eval/tasks/" not in str(tm.task_index[n].yaml_path)}
+    return sorted({p for d in folders for p in d.rglob("*") if p.is_file() and "__pycache__" not in p.parts})
 
 
 def leaf_tasks(task_dict) -> dict:
@@ -143,6 +240,9 @@ def check_adapter(entry, model_entry, base_folder: Path) -> Path:
         return entry.hub_id
     folder = entry.path
     config = folder / "adapter_config.json"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} does not exist; train it "
+                                "(training/README.md), fix its path, or remove it from the registry")
     if not config.is_file():
         raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} has no "
                                 "adapter_config.json; train it (training/README.md) or remove it from the registry")
@@ -155,6 +255,21 @@ def check_adapter(entry, model_entry, base_folder: Path) -> Path:
     if base and Path(base).name in {"fp32", "int8"} and Path(base).parent.name != model_entry.name:
         raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{Path(base).parent.name}', not "
                          f"on '{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
+    # Read the weights' header now: PEFT would first wrap the base model, then fail half-way.
+    weights = folder / "adapter_model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                for name in handle.keys():
+                    handle.get_slice(name)
+        except Exception as exc:
+            raise ValueError(f"adapter '{model_entry.name}/{entry.name}': {weights} is not a readable safetensors "
+                             f"file ({type(exc).__name__}: {str(exc)[:200]}); retrain or re-download it") from None
+    elif not (folder / "adapter_model.bin").is_file():
+        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} has no "
+                                "adapter_model.safetensors; train it (training/README.md) or remove it from the registry")
     return folder
 
 
@@ -207,7 +322,7 @@ def main(argv=None) -> int:
         res.check_writable(args.output_dir)
         with res.RunLock(args.output_dir):
             return run(args, registry, models)
-    except (RegistryError, res.ResultsError, ValueError) as exc:
+    except (RegistryError, res.ResultsError, ValueError, OSError) as exc:  # OSError: e.g. the disk filled up mid-run
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -219,15 +334,15 @@ def run(args, registry, models) -> int:
     from benchmark.templates import load_template
 
     started = time.time()
-    tm = task_manager(args.tasks)
-    task_names = args.tasks or own_root_tasks(tm)
-    from lm_eval.tasks import get_task_dict
-    leaves = leaf_tasks(get_task_dict(task_names, tm))
+    dirs = task_dirs(args.include_path)
+    tm, task_names, leaves, problems = resolve_tasks(args.tasks, dirs)
+    for problem in problems:
+        log.error("error: %s", problem)
     samples = None
     if args.limit:
         samples = {name: stratified_sample(list(task.eval_docs), args.limit, seed=0) for name, task in leaves.items()}
     sample_note = "full test split" if not samples else f"fixed stratified sample, {args.limit} per task"
-    task_files = [p for p in TASKS_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    task_files = task_source_files(tm, [*task_names, *leaves])
 
     plan = []
     for m in models:
@@ -301,12 +416,16 @@ def run(args, registry, models) -> int:
             bar.update(1)
         del lm
     bar.close()
-    _print_summary(args.output_dir, plan, failures, time.time() - started)
+    _print_summary(args.output_dir, plan, failures, time.time() - started, problems)
     if not args.no_leaderboard:
         from leaderboard.build import build
-        build(args.output_dir, args.leaderboard)
-        print(f"leaderboard: {args.leaderboard}")
-    return 1 if failures else 0
+        try:
+            build(args.output_dir, args.leaderboard)
+            print(f"leaderboard: {args.leaderboard}")
+        except Exception as exc:  # the results are written; only the page is missing
+            print(f"error: leaderboard not built: {exc}", file=sys.stderr)
+            return 1
+    return 1 if failures or problems else 0
 
 
 def _load_lm(args, model_entry, template):
@@ -314,9 +433,18 @@ def _load_lm(args, model_entry, template):
     from benchmark.loading import load_for_eval
     from benchmark.presets import load_preset
 
+    start = time.time()
     model, tokenizer, folder = load_for_eval(model_entry, args.precision, args.cache_dir, args.device)
     lm = PresetLM(model, tokenizer, load_preset(model_entry.preset), template.stop_strings, batch_size=args.batch_size)
+    # Every combination evaluated on this load records the same id: the base is loaded once per run.
+    lm.load_id = uuid.uuid4().hex
+    lm.load_seconds = round(time.time() - start, 1)
+    log.info("%s: base model loaded from %s (%.1f s)", model_entry.name, folder, lm.load_seconds)
     return lm, folder
+
+
+def _repo_relative(path: Path) -> Path:
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
 
 
 def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_entry, adapter, template, preset,
@@ -325,13 +453,21 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
     from lm_eval.utils import handle_non_serializable
 
     folder.mkdir(parents=True, exist_ok=True)
+    # lm-eval's response cache keys on the request only, not the model: one cache per input hash, so a
+    # changed adapter, preset or library never reuses old answers, and --force recomputes from scratch.
+    for partial in folder.glob(".*_*.json*"):   # temporary files of a write that was killed half-way
+        partial.unlink()
+    cache = folder / "lm_cache" / input_hash[:16]
+    for old in (folder / "lm_cache").glob("*"):
+        if old != cache or args.force:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     lm.truncated_prompts = 0
     lm.generated_tokens = 0
     gen_kwargs = {"max_gen_toks": args.max_gen_toks} if args.max_gen_toks else None
     start = time.time()
     out = lm_eval.simple_evaluate(
         model=lm, tasks=task_names, task_manager=tm, samples=samples, log_samples=True,
-        apply_chat_template=True, use_cache=str(folder / "lm_cache" / "cache"), gen_kwargs=gen_kwargs,
+        apply_chat_template=True, use_cache=str(cache / "cache"), gen_kwargs=gen_kwargs,
         random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed, fewshot_random_seed=args.seed,
         bootstrap_iters=100)
     seconds = time.time() - start
@@ -340,10 +476,11 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
         "schema": res.SCHEMA_VERSION, "model": model_entry.name, "display_name": model_entry.display_name,
         "adapter": adapter or "base", "adapter_location": adapter_entry.location if adapter_entry else None,
         "adapter_hash": key["adapter_hash"], "registry_entry": model_entry.raw,
-        "template": str(model_entry.template.relative_to(REPO)), "template_hash": key["template_hash"],
+        "template": str(_repo_relative(model_entry.template)), "template_hash": key["template_hash"],
         "preset": preset.name, "preset_hash": key["preset_hash"], "preset_mapping": preset.provenance(),
         "stop_strings": template.stop_strings, "precision": args.precision, "device": str(lm.device),
-        "checkpoint": str(base_folder), "seed": args.seed, "libraries": key["libraries"], "sample": sample_note,
+        "checkpoint": str(base_folder), "base_load": {"id": lm.load_id, "seconds": lm.load_seconds},
+        "seed": args.seed, "libraries": key["libraries"], "sample": sample_note,
         "samples": samples, "truncated_prompts": lm.truncated_prompts, "generated_tokens": lm.generated_tokens,
         "seconds": round(seconds, 1), "input_hash": input_hash,
     }
@@ -389,7 +526,7 @@ def _run_vllm(args, model_entry, adapter, hashed, task_names, failures):
     res.mark_done(folder, input_hash, [folder / "results_vllm.json"], {})
 
 
-def _print_summary(output_dir, plan, failures, seconds):
+def _print_summary(output_dir, plan, failures, seconds, problems=()):
     print(f"\n{len(plan)} combination(s), {len(failures)} failed, {seconds / 60:.1f} min")
     header = f"{'model':<24} {'adapter':<9} main metrics"
     print(header + "\n" + "-" * len(header))
@@ -408,6 +545,8 @@ def _print_summary(output_dir, plan, failures, seconds):
         print(f"{model_entry.name:<24} {adapter or 'base':<9} {' '.join(cells)}")
     for model, adapter, error in failures:
         print(f"FAILED {model}/{adapter}: {error}")
+    for problem in problems:
+        print(f"ERROR {problem}")
 
 
 if __name__ == "__main__":

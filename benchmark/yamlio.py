@@ -20,6 +20,13 @@ class YamlError(ValueError):
     """A YAML file that cannot be used; the message names the file and the fix."""
 
 
+class _TaskLoader(yaml.SafeLoader):
+    """Safe loading plus lm-eval's ``!function module.name`` tag, kept as text (nothing is imported)."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
+
+
 def _check_shape(value, path: Path) -> None:
     nodes = 0
     stack = [(value, 1)]
@@ -37,8 +44,11 @@ def _check_shape(value, path: Path) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
-def load_yaml(path: str | Path, what: str = "YAML file"):
-    """Parse ``path`` safely; every error names the file (and line, when YAML knows it)."""
+def load_yaml(path: str | Path, what: str = "YAML file", functions: bool = False):
+    """Parse ``path`` safely; every error names the file (and line, when YAML knows it).
+
+    ``functions=True`` also accepts lm-eval's ``!function`` tag (task YAMLs), as a plain string.
+    """
     path = Path(path)
     if not path.is_file():
         raise YamlError(f"{path}: {what} not found")
@@ -50,7 +60,7 @@ def load_yaml(path: str | Path, what: str = "YAML file"):
     except UnicodeDecodeError as exc:
         raise YamlError(f"{path}: not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_TaskLoader if functions else yaml.SafeLoader)
     except yaml.constructor.ConstructorError as exc:
         mark = f" line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
         raise YamlError(f"{path}:{mark} tag not allowed ({exc.problem}); only plain YAML values are accepted") from None
