@@ -35,6 +35,7 @@ class PresetLM(HFLM):
         self.stop_strings = list(stop_strings)
         self.truncated_prompts = 0
         self.generated_tokens = 0
+        self.max_gen_toks_cap = None   # run_all's --max-gen-toks: a cap, each task keeps a smaller own value
 
     def set_preset(self, preset, stop_strings=None):
         self.preset = preset
@@ -61,6 +62,9 @@ class PresetLM(HFLM):
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             gen_kwargs["until"] = until + [s for s in self.stop_strings if s not in until]
+            if self.max_gen_toks_cap:
+                gen_kwargs["max_gen_toks"] = min(int(gen_kwargs.get("max_gen_toks", self.max_gen_toks)),
+                                                 self.max_gen_toks_cap)
             request.arguments = (context, gen_kwargs)   # Instance.args is a read-only view
         return super().generate_until(requests, disable_tqdm=disable_tqdm)
 

@@ -38,6 +38,7 @@ from benchmark.registry import REPO, RegistryError, load_registry
 TASKS_DIR = REPO / "tasks"
 DEFAULT_OUTPUT = REPO / "results"
 DEFAULT_SAMPLE = 8          # documents per leaf task in the default, fixed, stratified sample
+SAMPLE_MAX_GEN_TOKS = 160   # answers are capped at this many tokens in the default sample (not with --full)
 STRATA_FIELDS = ("ley", "categoria", "conocimiento", "tipo")
 log = logging.getLogger("benchmark")
 
@@ -60,7 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=["8bit", "4bit", "bf16", "fp32"], default="8bit")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-gen-toks", type=int, default=None, help="cap on generated tokens per answer")
+    p.add_argument("--max-gen-toks", type=int, default=None,
+                   help=f"cap on generated tokens per answer (default {SAMPLE_MAX_GEN_TOKS} with the sample, "
+                        "the task's own max_gen_toks with --full)")
     p.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--cache-dir", type=Path, default=None, help="prepared checkpoints (default $BENCH_CACHE)")
     p.add_argument("--force", action="store_true", help="recompute finished combinations")
@@ -73,6 +76,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.full:
         args.limit = 0
+    if args.max_gen_toks is None and args.limit:
+        args.max_gen_toks = SAMPLE_MAX_GEN_TOKS
     if args.adapters == ["none"]:
         args.adapters = ["base"]
     return args
@@ -248,7 +253,7 @@ def check_adapter(entry, model_entry, base_folder: Path) -> Path:
                                 "adapter_config.json; train it (training/README.md) or remove it from the registry")
     data = json.loads(config.read_text())
     base = str(data.get("base_model_name_or_path") or "")
-    accepted = {model_entry.name, str(base_folder), str(base_folder.parent / "fp32"), str(base_folder.parent / "int8")}
+    accepted = {model_entry.name, str(model_entry.source.get("hub_id")), str(base_folder), str(base_folder.parent / "fp32"), str(base_folder.parent / "int8")}
     if base and base not in accepted and Path(base).name not in {"fp32", "int8"}:
         raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{base}', not on "
                          f"'{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
@@ -463,11 +468,11 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
             shutil.rmtree(old) if old.is_dir() else old.unlink()
     lm.truncated_prompts = 0
     lm.generated_tokens = 0
-    gen_kwargs = {"max_gen_toks": args.max_gen_toks} if args.max_gen_toks else None
+    lm.max_gen_toks_cap = args.max_gen_toks
     start = time.time()
     out = lm_eval.simple_evaluate(
         model=lm, tasks=task_names, task_manager=tm, samples=samples, log_samples=True,
-        apply_chat_template=True, use_cache=str(cache / "cache"), gen_kwargs=gen_kwargs,
+        apply_chat_template=True, use_cache=str(cache / "cache"),
         random_seed=args.seed, numpy_random_seed=args.seed, torch_random_seed=args.seed, fewshot_random_seed=args.seed,
         bootstrap_iters=100)
     seconds = time.time() - start
