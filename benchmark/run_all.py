@@ -37,8 +37,8 @@ from benchmark.registry import REPO, RegistryError, load_registry
 
 TASKS_DIR = REPO / "tasks"
 DEFAULT_OUTPUT = REPO / "results"
-DEFAULT_SAMPLE = 8          # documents per leaf task in the default, fixed, stratified sample
-SAMPLE_MAX_GEN_TOKS = 160   # answers are capped at this many tokens in the default sample (not with --full)
+DEFAULT_SAMPLE = 4          # documents per leaf task in the default, fixed, stratified sample (24 per combination)
+SAMPLE_MAX_GEN_TOKS = 128   # answers are capped at this many tokens in the default sample (not with --full)
 STRATA_FIELDS = ("ley", "categoria", "conocimiento", "tipo")
 log = logging.getLogger("benchmark")
 
