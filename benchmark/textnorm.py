@@ -27,6 +27,8 @@ def _strip_accents(text: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _number_words(token: str) -> str:
+    if len(token.replace(".", "").replace(",", "")) > 15:
+        return token   # beyond num2words' range (model output can hold any digit run): keep the digits
     if "," in token:  # decimal comma: 12,5 -> doce coma cinco
         whole, frac = token.replace(".", "").split(",", 1)
         return f"{num2words(int(whole), lang='es')} coma {num2words(int(frac), lang='es')}"

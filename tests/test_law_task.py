@@ -350,3 +350,11 @@ def test_stock_lm_eval_on_prepared_8bit_with_peft_adapter(smollm2_checkpoints, t
     prompt = samples[0]["arguments"]["gen_args_0"]["arg_0"]
     assert prompt.startswith("<|im_start|>system\nEres un asistente que responde siempre en español")
     assert prompt.endswith("<|im_start|>assistant\n") and samples[0]["doc"]["pregunta"] in prompt
+
+
+@pytest.mark.parametrize("answer", ["3" + "0" * 130 + " días", "1." + "000." * 12 + "000 dólares", "9" * 16])
+def test_huge_numbers_in_model_output_do_not_crash_the_scorer(answer):
+    """Model output is untrusted: a digit run beyond num2words' range is kept as digits, never an exception."""
+    scores = utils.process_results(DOC, [answer + " y quince días"])
+    assert 0.0 <= scores["hechos_recall"] <= 1.0
+    assert utils.key_fact_recall(answer + " y quince días", ["15 días"]) == 1.0
