@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
               "rows": rows, "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                                         "processor": platform.processor()},
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-              "command": "python -m benchmark.perf " + " ".join(argv or [])}
+              "command": "python -m benchmark.perf " + " ".join(sys.argv[1:] if argv is None else argv)}
     (args.out / "perf.json").write_text(json.dumps(record, indent=1))
     lines = ["# Performance", "", f"Measured by `{record['command'].strip()}` on {record['machine']['cpu_count']} CPU cores, "
              f"torch {torch.__version__}, transformers {transformers.__version__}; raw figures in `perf.json`.", "",
