@@ -62,6 +62,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_generate(args) -> int:
     import torch
+    from transformers import StopStringCriteria, StoppingCriteriaList
 
     from benchmark.loading import load_for_eval
     from benchmark.presets import find_preset, load_preset
@@ -88,8 +89,10 @@ def cmd_generate(args) -> int:
             history.append({"role": "user", "content": text})
             prompt = template.render(history, add_generation_prompt=True)
         enc = tokenizer(prompt, return_tensors="pt").to(model.device)   # as training tokenizes prompts
+        # Stop strings as a criteria object: a custom_generate callable (contrastive search) gets no tokenizer.
+        stops = StoppingCriteriaList([StopStringCriteria(tokenizer, template.stop_strings)])
         out = model.generate(**enc, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             stop_strings=template.stop_strings, tokenizer=tokenizer, **preset.generate_kwargs())
+                             stopping_criteria=stops, **preset.generate_kwargs())
         answer = tokenizer.decode(out[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
         for stop in template.stop_strings:
             answer = answer.split(stop)[0]
