@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -318,7 +319,8 @@ def test_stock_lm_eval_on_prepared_8bit_with_peft_adapter(smollm2_checkpoints, t
                                      task_type="CAUSAL_LM")).save_pretrained(adapter)
     del model
     out = tmp_path / "out"
-    command = ["lm_eval", "--include_path", str(TASKS), "--tasks", "ecuador_law_es_qa_visto,ecuador_law_es_mc_visto",
+    # The stock console script of this environment (CI runs .venv/bin/python without activating the venv).
+    command = [str(Path(sys.executable).with_name("lm_eval")), "--include_path", str(TASKS), "--tasks", "ecuador_law_es_qa_visto,ecuador_law_es_mc_visto",
                "--model", "hf", "--model_args", f"pretrained={smollm2_checkpoints['8bit']},peft={adapter}",
                "--limit", "2", "--output_path", str(out), "--log_samples", "--apply_chat_template",
                "--batch_size", "2", "--gen_kwargs", "max_gen_toks=16"]
