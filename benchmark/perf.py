@@ -1,20 +1,34 @@
-"""Performance figures: hardware peak, bare generation, and the harness against bare generation.
+"""Performance figures for issue 8: the harness against bare transformers, stock lm-eval and the hardware.
 
-    python -m benchmark.perf                       # writes benchmark/PERF.md and benchmark/perf.json
-    python -m benchmark.perf --model smollm2-135m-instruct --precisions 8bit bf16 --batch-sizes 1 8 16
+    python -m benchmark.perf                                   # every section, default sizes
+    python -m benchmark.perf --sections generate --model gemma-3-270m --batch-sizes 16 32 64
+    python -m benchmark.perf --sections train --train-steps 20
+    python -m benchmark.perf --sections matrix --matrix-limit 20
 
-Each comparison runs pair by pair in this one process, on the same prompts
-(the first documents of ecuador_law_es_qa_visto, rendered with the model's
-template), the same precision and the same batch size:
+Each section runs its comparison pair by pair, on the same inputs, and updates
+``benchmark/perf.json`` (raw figures, machine, versions, the command of each
+section) and ``benchmark/PERF.md`` (rendered from perf.json, so sections can be
+rerun one at a time):
 
-1. matmul peak: GFLOP/s of a 1024x1024 matmul, fp32 and bf16;
-2. bare generation: a batched ``model.generate`` loop, greedy, N new tokens,
-   tokens per second and the share of the matmul peak (tok/s x 2 x parameters);
-3. harness: the same prompts through ``benchmark.harness.PresetLM.generate_until``
-   (what run_all uses), as a fraction of bare.
+generate   matmul peak (1024x1024, fp32 and bf16); a bare batched ``model.generate``
+           loop against the same prompts through run_all's ``PresetLM`` (greedy, N new
+           tokens, per precision and batch size); share of the matmul peak
+           (tok/s x 2 x parameters / peak).
+train      the trainer on a recipe against TRL's SFTTrainer defaults for the same data,
+           LoRA config, batch size and learning rate (activation checkpointing on, random
+           batches, max_length 1024): tokens trained per second (padding excluded), loss
+           per step, peak memory. Each run is a fresh process.
+matrix     ``benchmark/run_all.py`` on a matrix against one stock ``lm_eval`` command per
+           combination, with the same prepared 8-bit checkpoint, adapter, documents
+           (``--samples``), chat template, greedy decoding, answer cap and batch size;
+           wall times, ratio, whether every metric is identical, peak memory; then
+           run_all again with nothing changed (the cache).
+precision  run_all on whole test splits in 8-bit and in bf16 (results folders are reused
+           when their inputs did not change): scores side by side, generation speed.
 
-Not a test: it prints and records measured numbers with the machine and versions.
+Not a test: it prints and records measured numbers.
 """
+
 
 from __future__ import annotations
 
@@ -22,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -76,28 +91,36 @@ def harness_generate(model, tokenizer, template, prompts, batch_size, new_tokens
     return lm.generated_tokens / (time.perf_counter() - start), lm.generated_tokens
 
 
-def main(argv=None) -> int:
-    import torch
-    import transformers
+REPO = OUT_DIR.parent
+TRL_DEFAULTS = ["--activation_checkpointing", "true", "--train_sampling_strategy", "random", "--max_length", "1024"]
+
+
+def child(module: str, args: list[str], log: Path) -> dict:
+    """Run ``python -m module args`` in a fresh process; its wall time, peak RSS and exit status."""
+    import subprocess
+    stats = log.with_suffix(".peak.json")
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.run([sys.executable, "-m", "benchmark._peakrss", str(stats), module, *args],
+                              cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+    if not stats.is_file() or proc.returncode:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"`python -m {module} {' '.join(args)}` failed (exit {proc.returncode}); "
+                           f"log {log}:\n{tail}")
+    return json.loads(stats.read_text())
+
+
+# ------------------------------------------------------------------ generate
+
+def section_generate(args, peaks) -> dict:
+    import torch  # noqa: F401
 
     from benchmark.loading import load_for_eval
     from benchmark.registry import load_registry
     from benchmark.templates import load_template
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--precisions", nargs="+", default=["8bit", "bf16", "fp32"])
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 16])
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--out", type=Path, default=OUT_DIR)
-    args = p.parse_args(argv)
-
     entry = load_registry().model(args.model)
     prompts = prompts_for(entry, args.prompts)
     template = load_template(entry.template)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     rows = []
     for precision in args.precisions:
         model, tokenizer, _ = load_for_eval(entry, precision)
@@ -110,23 +133,300 @@ def main(argv=None) -> int:
                    "harness_tok_s": round(harness, 1), "harness_over_bare": round(harness / bare, 3),
                    "peak_share": round(bare * 2 * params / 1e9 / peak, 4), "parameters": params}
             rows.append(row)
-            print(json.dumps(row))
+            print(json.dumps(row), flush=True)
         del model
-    record = {"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens, "matmul_peak_gflops": peaks,
-              "rows": rows, "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                                        "processor": platform.processor()},
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-              "command": "python -m benchmark.perf " + " ".join(sys.argv[1:] if argv is None else argv)}
-    (args.out / "perf.json").write_text(json.dumps(record, indent=1))
-    lines = ["# Performance", "", f"Measured by `{record['command'].strip()}` on {record['machine']['cpu_count']} CPU cores, "
-             f"torch {torch.__version__}, transformers {transformers.__version__}; raw figures in `perf.json`.", "",
-             f"Matmul peak (1024x1024): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s.", "",
-             f"Greedy generation on `{args.model}`, {len(prompts)} law prompts, {args.new_tokens} new tokens each:", "",
-             "| precision | batch | bare tok/s | run_all harness tok/s | harness / bare | share of matmul peak |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['precision']} | {r['batch_size']} | {r['bare_tok_s']} | {r['harness_tok_s']} | "
-              f"{r['harness_over_bare']:.0%} | {r['peak_share']:.1%} |" for r in rows]
-    (args.out / "PERF.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens, "rows": rows}
+
+
+# ------------------------------------------------------------------ train
+
+def section_train(args, work: Path) -> dict:
+    runs = {}
+    for name, extra in (("trainer", []), ("trl_defaults", TRL_DEFAULTS)):
+        out = work / f"train_{name}"
+        cli = ["--recipe", args.train_recipe, "--max_steps", str(args.train_steps), "--max_minutes", "0",
+               "--logging_steps", "1", "--save_steps", "100000", "--output_dir", str(out / "checkpoints"),
+               "--adapter_dir", str(out / "adapter"), *extra]
+        proc = child("training.train", cli, work / f"train_{name}.log")
+        stats = json.loads((out / "adapter" / "training_stats.json").read_text())
+        logs = [e for e in stats["log_history"] if "loss" in e]
+        # steady state: from the end of step 1 to the end (the first step pays for warm-up)
+        first = logs[0]
+        steady = ((stats["tokens_trained"] - first["num_tokens"]) / (stats["wall_seconds"] - first["train_runtime"])
+                  if len(logs) > 1 and "train_runtime" in first else None)
+        runs[name] = {"command": "python -m training.train " + " ".join(cli), "steps": stats["steps"],
+                      "wall_seconds": stats["wall_seconds"], "tokens_trained": stats["tokens_trained"],
+                      "tokens_with_padding": stats["tokens_seen"],
+                      "padding_share": round(1 - stats["tokens_trained"] / stats["tokens_seen"], 3),
+                      "trained_tok_s": stats["trained_tokens_per_second"],
+                      "steady_trained_tok_s": round(steady, 1) if steady else None,
+                      "losses": [round(e["loss"], 4) for e in logs], "peak_rss_mb": proc["peak_rss_mb"]}
+        print(name, json.dumps({k: v for k, v in runs[name].items() if k != "losses"}), flush=True)
+    t, d = runs["trainer"], runs["trl_defaults"]
+    return {"recipe": args.train_recipe, "runs": runs,
+            "speedup": round(t["trained_tok_s"] / d["trained_tok_s"], 2),
+            "mean_loss": {k: round(sum(r["losses"]) / len(r["losses"]), 4) for k, r in runs.items()}}
+
+
+# ------------------------------------------------------------------ matrix
+
+def _metrics(results: dict) -> dict:
+    return {(task, key): value for task, metrics in results.items() for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and "stderr" not in key}
+
+
+def section_matrix(args, work: Path) -> dict:
+    import shutil
+
+    from benchmark.loading import prepare
+    from benchmark.registry import load_registry
+
+    registry = load_registry()
+    out = work / "matrix_run_all"
+    shutil.rmtree(out, ignore_errors=True)
+    import torch
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    include = [str(Path(p).resolve()) for p in args.include_path]
+    common = ["--models", *args.matrix_models, "--adapters", *args.matrix_adapters, "--tasks", *args.matrix_tasks,
+              "--limit", str(args.matrix_limit), "--preset", "Deterministic", "--precision", args.matrix_precision,
+              "--batch-size", str(args.batch_size), "--max-gen-toks", str(args.matrix_max_gen_toks),
+              "--device", device, *(["--cache-dir", str(args.cache_dir)] if args.cache_dir else []),
+              *[x for p in include for x in ("--include-path", p)], "--output-dir", str(out), "--no-leaderboard"]
+    first = child("benchmark.run_all", common, work / "matrix_run_all.log")
+    again = child("benchmark.run_all", common, work / "matrix_run_all_again.log")
+    again_log = (work / "matrix_run_all_again.log").read_text(errors="replace")
+    kept = re.search(r"(\d+) kept from an earlier run", again_log)
+    cached_rows = int(kept.group(1)) if kept else 0
+    again["model_loaded"] = "Loading weights" in again_log
+    print(f"run_all: {first['seconds']} s; again with nothing changed: {again['seconds']} s", flush=True)
+
+    stock_seconds, stock_peak, identical, compared, worst, combos = 0.0, 0, True, 0, 0.0, []
+    for model in args.matrix_models:
+        entry = registry.model(model)
+        ckpt = prepare(entry, args.cache_dir, precisions=(args.matrix_precision,), registry=registry,
+                       log=lambda *a: None)[args.matrix_precision]
+        for adapter in args.matrix_adapters:
+            name = "base" if adapter in ("base", "none") else adapter
+            ours = json.loads(max((out / model / name).glob("results_*.json")).read_text())
+            margs = f"pretrained={ckpt}" + ("" if name == "base" else f",peft={entry.adapter(name).path}")
+            stock_out = work / "matrix_stock" / model / name
+            shutil.rmtree(stock_out, ignore_errors=True)
+            cli = ["--model", "hf", "--model_args", margs, "--tasks", *args.matrix_tasks, "--include_path",   # lm_eval takes one folder
+                   include[-1] if include else str(REPO / "tasks"), "--device", device,
+                   "--samples", json.dumps(ours["benchmark"]["samples"]),
+                   "--batch_size", str(args.batch_size), "--apply_chat_template",
+                   "--gen_kwargs", f"do_sample=False,max_gen_toks={args.matrix_max_gen_toks}",
+                   "--seed", str(ours["benchmark"]["seed"]), "--output_path", str(stock_out), "--log_samples"]
+            proc = child("lm_eval", cli, work / f"matrix_stock_{model}_{name}.log")
+            stock_seconds += proc["seconds"]
+            stock_peak = max(stock_peak, proc["peak_rss_mb"])
+            theirs = json.loads(max(stock_out.rglob("results_*.json")).read_text())
+            a, b = _metrics(ours["results"]), _metrics(theirs["results"])
+            diffs = {k: abs(a[k] - b[k]) for k in a.keys() & b.keys()}
+            compared += len(diffs)
+            worst = max([worst, *diffs.values()])
+            identical &= bool(diffs) and all(v == 0 for v in diffs.values())
+            combos.append({"model": model, "adapter": name, "stock_seconds": proc["seconds"],
+                           "metrics_compared": len(diffs), "max_abs_diff": max(diffs.values(), default=None),
+                           "stock_command": "lm_eval " + " ".join(cli[:4] + ["..."])})
+            print(json.dumps(combos[-1]), flush=True)
+    return {"models": args.matrix_models, "adapters": args.matrix_adapters, "tasks": args.matrix_tasks,
+            "limit": args.matrix_limit, "batch_size": args.batch_size, "max_gen_toks": args.matrix_max_gen_toks,
+            "run_all_command": "python benchmark/run_all.py " + " ".join(common[:-1]) + " --no-leaderboard",
+            "run_all_seconds": first["seconds"], "run_all_peak_rss_mb": first["peak_rss_mb"],
+            "stock_seconds": round(stock_seconds, 1), "stock_peak_rss_mb": stock_peak,
+            "ratio": round(stock_seconds / first["seconds"], 2), "metrics_compared": compared,
+            "metrics_identical": identical, "max_abs_diff": worst, "combinations": combos,
+            "cache_seconds": again["seconds"], "cache_share": round(again["seconds"] / first["seconds"], 4),
+            "cache_rows": cached_rows, "cache_peak_rss_mb": again["peak_rss_mb"],
+            "cache_model_loaded": again["model_loaded"]}
+
+
+# ------------------------------------------------------------------ precision
+
+def section_precision(args) -> dict:
+    found = {}
+    for precision in ("8bit", "bf16"):
+        for tasks in args.precision_tasks:
+            out = Path(args.precision_root) / precision / tasks.replace(" ", "+")
+            cli = ["--models", args.model, "--adapters", *args.precision_adapters, "--tasks", *tasks.split(),
+                   "--full", "--max-gen-toks", "128", "--precision", precision, "--batch-size",
+                   str(args.precision_batch_size), "--output-dir", str(out), "--no-leaderboard"]
+            proc = child("benchmark.run_all", cli, Path(args.precision_root) / f"{precision}_{tasks.replace(' ', '+')}.log")
+            for folder in sorted(p for p in (out / args.model).glob("*") if p.is_dir()):
+                data = json.loads(max(folder.glob("results_*.json")).read_text())
+                bench = data["benchmark"]
+                for task, metrics in data["results"].items():
+                    for key, value in metrics.items():
+                        if isinstance(value, (int, float)) and "stderr" not in key and key.endswith(",none"):
+                            found.setdefault((folder.name, task, key.split(",")[0]), {})[precision] = value
+                found.setdefault((folder.name, "_speed", "generated_tok_s"), {})[precision] = round(
+                    bench["generated_tokens"] / bench["seconds"], 1) if bench.get("seconds") else None
+            print(precision, tasks, f"peak {proc['peak_rss_mb']} MB", flush=True)
+    rows = [{"adapter": a, "task": t, "metric": m, **v} for (a, t, m), v in sorted(found.items())]
+    return {"model": args.model, "tasks": args.precision_tasks, "rows": rows,
+            "command": f"python -m benchmark.perf --sections precision --model {args.model}"}
+
+
+# ------------------------------------------------------------------ report
+
+def render(record: dict) -> str:
+    m = record.get("machine", {})
+    peaks = record.get("matmul_peak_gflops", {})
+    lines = ["# Performance", "",
+             f"Measured by `python -m benchmark.perf` (each section's command below) on {m.get('cpu_count')} CPU cores "
+             f"({m.get('processor') or m.get('platform')}), torch {record['versions'].get('torch')}, transformers "
+             f"{record['versions'].get('transformers')}; raw figures in `perf.json`. Issue 8's targets are "
+             "checked in the last section.", ""]
+    if peaks:
+        lines += [f"Matmul peak (1024x1024): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s.", ""]
+    for model, g in sorted(record.get("generate", {}).items()):
+        lines += [f"## Generation: `{model}`", "", f"`{g['command']}`", "",
+                  f"Greedy, {g['prompts']} law prompts, {g['new_tokens']} new tokens each.", "",
+                  "| precision | batch | bare tok/s | run_all harness tok/s | harness / bare | share of matmul peak |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['precision']} | {r['batch_size']} | {r['bare_tok_s']} | {r['harness_tok_s']} | "
+                  f"{r['harness_over_bare']:.0%} | {r['peak_share']:.1%} |" for r in g["rows"]]
+        lines.append("")
+    t = record.get("train")
+    if t:
+        lines += ["## Training throughput", "", f"`{t['command']}` (recipe `{t['recipe']}`)", "",
+                  "| run | steps | tokens trained (no padding) | padding share | tok/s | steady tok/s | mean loss | peak RSS |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, r in t["runs"].items():
+            lines.append(f"| {name} | {r['steps']} | {r['tokens_trained']} | {r['padding_share']:.0%} | "
+                         f"{r['trained_tok_s']} | {r['steady_trained_tok_s']} | {t['mean_loss'][name]} | "
+                         f"{r['peak_rss_mb']} MB |")
+        lines += ["", f"Speed-up of the trainer over TRL's defaults: **{t['speedup']}x**. Losses per step:", ""]
+        lines += [f"- {name}: {', '.join(str(x) for x in r['losses'])}" for name, r in t["runs"].items()]
+        lines.append("")
+    x = record.get("matrix")
+    if x:
+        lines += ["## run_all against stock lm_eval", "", f"`{x['command']}`", "",
+                  f"Matrix: {', '.join(x['models'])} × {', '.join(x['adapters'])}; tasks {', '.join(x['tasks'])}; "
+                  f"{x['limit']} documents per task; batch {x['batch_size']}; answers capped at {x['max_gen_toks']} tokens.", "",
+                  "| what | wall time | peak RSS |", "|---|---:|---:|",
+                  f"| run_all, one process | {x['run_all_seconds']} s | {x['run_all_peak_rss_mb']} MB |",
+                  f"| stock lm_eval, one command per combination | {x['stock_seconds']} s | {x['stock_peak_rss_mb']} MB |",
+                  f"| run_all again, nothing changed | {x['cache_seconds']} s ({x['cache_share']:.1%}) | "
+                  f"{x['cache_peak_rss_mb']} MB |", "",
+                  f"Ratio stock / run_all: **{x['ratio']}x**. Metrics compared: {x['metrics_compared']}; identical: "
+                  f"**{x['metrics_identical']}** (largest difference {x['max_abs_diff']}).", ""]
+    pr = record.get("precision")
+    if pr:
+        lines += ["## 8-bit against bf16 on the test splits", "", f"`{pr['command']}`", "",
+                  "| adapter | task | metric | 8bit | bf16 | bf16 − 8bit |", "|---|---|---|---:|---:|---:|"]
+        for r in pr["rows"]:
+            a, b = r.get("8bit"), r.get("bf16")
+            diff = f"{b - a:+.4g}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
+            lines.append(f"| {r['adapter']} | {r['task']} | {r['metric']} | {a} | {b} | {diff} |")
+        lines.append("")
+    lines += ["## Targets", "", "| # | target | measured | met |", "|---|---|---|---|"]
+    for row in targets(record):
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    notes = record.get("notes")
+    if notes:
+        lines += ["", "## What limits the figures", "", notes]
+    return "\n".join(lines) + "\n"
+
+
+def targets(record: dict) -> list[tuple]:
+    out = []
+    x, t, gen = record.get("matrix"), record.get("train"), record.get("generate", {})
+    if x:
+        out.append((1, "run_all ≥ 3x faster than stock lm_eval", f"{x['ratio']}x", "yes" if x["ratio"] >= 3 else "no"))
+    rows8 = [r for g in gen.values() for r in g["rows"] if r["precision"] == "8bit"]
+    if rows8:
+        best = max(rows8, key=lambda r: r["bare_tok_s"])
+        out.append((2, "harness ≥ 85% of bare generate (8-bit, best batch)",
+                    f"{best['harness_over_bare']:.0%} (batch {best['batch_size']})",
+                    "yes" if best["harness_over_bare"] >= 0.85 else "no"))
+    large = max(gen.items(), key=lambda kv: kv[1]["rows"][0]["parameters"], default=None)
+    if large:
+        rows = [r for r in large[1]["rows"] if r["precision"] == "8bit"]
+        if rows:
+            best = max(rows, key=lambda r: r["peak_share"])
+            out.append((3, f"default path ≥ 35% of matmul peak ({large[0]}, 8-bit)",
+                        f"{best['peak_share']:.1%} (batch {best['batch_size']})", "yes" if best["peak_share"] >= 0.35 else "no"))
+    if t:
+        out.append((4, "trainer ≥ 1.5x TRL defaults (tokens/s)", f"{t['speedup']}x", "yes" if t["speedup"] >= 1.5 else "no"))
+    if x:
+        out.append((5, "unchanged rerun ≤ 5% of the first, no model loaded",
+                    f"{x['cache_share']:.1%}, {x['cache_rows']} combinations kept, model loaded: "
+                    f"{x.get('cache_model_loaded')}, {x['cache_peak_rss_mb']} MB peak",
+                    "yes" if x["cache_share"] <= 0.05 and not x.get("cache_model_loaded") else "no"))
+    peaks = [("run_all", x and x["run_all_peak_rss_mb"])] + [(f"trainer ({k})", r["peak_rss_mb"]) for k, r in
+                                                             (t["runs"].items() if t else [])]
+    peaks = [(k, v) for k, v in peaks if v]
+    if peaks:
+        out.append((6, "peak memory < 8 GB", ", ".join(f"{k} {v} MB" for k, v in peaks),
+                    "yes" if all(v < 8192 for _, v in peaks) else "no"))
+    if record.get("precision"):
+        out.append((7, "report 8-bit vs bf16 cost and scores", "table above", "reported"))
+    return out
+
+
+def main(argv=None) -> int:
+    import tempfile
+
+    import torch
+    import transformers
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", nargs="+", choices=["generate", "train", "matrix", "precision"],
+                   default=["generate", "train", "matrix"], help="what to measure (default: generate train matrix)")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="generate/precision: registry model")
+    p.add_argument("--precisions", nargs="+", default=["8bit", "bf16", "fp32"], help="generate: precisions")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 16], help="generate: batch sizes")
+    p.add_argument("--prompts", type=int, default=16, help="generate: number of prompts")
+    p.add_argument("--new-tokens", type=int, default=64, help="generate: new tokens per prompt")
+    p.add_argument("--train-recipe", default="training/recipes/smollm2-135m-instruct/law.yaml")
+    p.add_argument("--train-steps", type=int, default=20)
+    p.add_argument("--matrix-models", nargs="+", default=["smollm2-135m-instruct"])
+    p.add_argument("--matrix-adapters", nargs="+", default=["base", "instruct", "law", "merged"])
+    p.add_argument("--matrix-tasks", nargs="+", default=["ecuador_law_es", "instruct_es"])
+    p.add_argument("--matrix-limit", type=int, default=20)
+    p.add_argument("--matrix-max-gen-toks", type=int, default=128)
+    p.add_argument("--matrix-precision", default="8bit", help="matrix: the prepared checkpoint both sides load")
+    p.add_argument("--batch-size", type=int, default=16, help="matrix: batch size of both sides")
+    p.add_argument("--include-path", nargs="*", default=[], help="matrix: more task folders (both sides)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="prepared checkpoints (default $BENCH_CACHE)")
+    p.add_argument("--precision-tasks", nargs="+", default=["ecuador_law_es_qa", "instruct_es_gen"],
+                   help="precision: one run_all --tasks value per entry (quote several names together)")
+    p.add_argument("--precision-adapters", nargs="+", default=["base"])
+    p.add_argument("--precision-batch-size", type=int, default=32)
+    p.add_argument("--precision-root", default="results-full", help="precision: results folders (reused)")
+    p.add_argument("--work-dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--out", type=Path, default=OUT_DIR, help="where perf.json and PERF.md go")
+    args = p.parse_args(argv)
+    command = "python -m benchmark.perf " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    record_path = args.out / "perf.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if "rows" in record:  # the first, generate-only layout
+        record = {"generate": {record["model"]: {k: record[k] for k in ("model", "prompts", "new_tokens", "rows")}
+                               | {"command": record.get("command", "python -m benchmark.perf")}},
+                  "matmul_peak_gflops": record.get("matmul_peak_gflops")}
+    record.update(machine={"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                           "processor": platform.processor()},
+                  versions={"torch": torch.__version__, "transformers": transformers.__version__})
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="perf-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if "generate" in args.sections:
+        peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
+        record["matmul_peak_gflops"] = peaks
+        record.setdefault("generate", {})[args.model] = {**section_generate(args, peaks), "command": command}
+    if "train" in args.sections:
+        record["train"] = {**section_train(args, work), "command": command}
+    if "matrix" in args.sections:
+        record["matrix"] = {**section_matrix(args, work), "command": command}
+    if "precision" in args.sections:
+        record["precision"] = {**section_precision(args), "command": command}
+    args.out.mkdir(parents=True, exist_ok=True)
+    from benchmark.results import atomic_write
+    atomic_write(record_path, json.dumps(record, indent=1, ensure_ascii=False))
+    atomic_write(args.out / "PERF.md", render(record))
     print(f"wrote {args.out / 'PERF.md'}")
     return 0
 

@@ -421,7 +421,8 @@ def run(args, registry, models) -> int:
             bar.update(1)
         del lm
     bar.close()
-    _print_summary(args.output_dir, plan, failures, time.time() - started, problems)
+    _print_summary(args.output_dir, plan, failures, time.time() - started, problems,
+                   cached=sum(1 for row in rows if row[2] == "cached"))
     if not args.no_leaderboard:
         from leaderboard.build import build
         try:
@@ -531,8 +532,9 @@ def _run_vllm(args, model_entry, adapter, hashed, task_names, failures):
     res.mark_done(folder, input_hash, [folder / "results_vllm.json"], {})
 
 
-def _print_summary(output_dir, plan, failures, seconds, problems=()):
-    print(f"\n{len(plan)} combination(s), {len(failures)} failed, {seconds / 60:.1f} min")
+def _print_summary(output_dir, plan, failures, seconds, problems=(), cached=0):
+    print(f"\n{len(plan)} combination(s), {cached} kept from an earlier run, {len(failures)} failed, "
+          f"{seconds / 60:.1f} min")
     header = f"{'model':<24} {'adapter':<9} main metrics"
     print(header + "\n" + "-" * len(header))
     for model_entry, adapter in plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,17 +37,24 @@ def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args,
     losses = [e["loss"] for e in log_history if "loss" in e]
     tokens = next((e.get("num_input_tokens_seen") for e in reversed(log_history) if e.get("num_input_tokens_seen")), None)
     steps = train_result.global_step if train_result else None
+    # TRL's num_tokens counts the tokens the model saw without padding; num_input_tokens_seen includes padding
+    trained = next((e.get("num_tokens") for e in reversed(log_history) if e.get("num_tokens")), None)
     stats = {
         "model": entry.name, "adapter": recipe_args.adapter, "steps": steps, "examples": examples,
         "tokens_seen": tokens, "wall_seconds": round(seconds, 1),
         "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds else None,
+        "tokens_trained": int(trained) if trained else None,
+        "trained_tokens_per_second": round(trained / seconds, 1) if trained and seconds else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "resumed_from": str(resumed_from) if resumed_from else None,
         "data_files": {f: sha256_file(REPO / f) for f in recipe_args.data_files},
         "libraries": library_versions(), "command": "python -m training.train " + " ".join(argv),
         **(extra or {}),
     }
-    (adapter_dir / "training_stats.json").write_text(json.dumps(stats, indent=1))
+    (adapter_dir / "training_stats.json").write_text(json.dumps(
+        {**stats, "log_history": [{k: v for k, v in e.items() if isinstance(v, (int, float))} for e in log_history]},
+        indent=1))
     has_plot = plot_loss(log_history, adapter_dir / "loss_curve.png")
     lora = {k: getattr(model_args, k) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
                                                  "load_in_4bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "dtype")}

@@ -1,0 +1,54 @@
+"""benchmark/perf.py on a tiny configuration: every section runs and PERF.md reports it (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from benchmark import perf
+from test_trainer import tiny_recipe, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_REGISTRY", str(tiny_bench.registry))
+    monkeypatch.setenv("BENCH_CACHE", str(tiny_bench.cache))
+    rows = [{"pregunta": f"¿Pregunta {i} sobre el Código del Trabajo?", "respuesta": f"Respuesta número {i}, artículo {i}."}
+            for i in range(8)]
+    data = write_jsonl(tmp_path / "law.jsonl", rows)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(data, per_device_train_batch_size=4)), encoding="utf-8")
+    out = tmp_path / "out"
+    assert perf.main(["--sections", "generate", "train", "matrix", "--model", "tiny-llama", "--precisions", "fp32",
+                      "--batch-sizes", "2", "--prompts", "2", "--new-tokens", "4",
+                      "--train-recipe", str(recipe), "--train-steps", "3",
+                      "--matrix-models", "tiny-llama", "--matrix-adapters", "base", "law", "--matrix-tasks", "tiny_gen",
+                      "--matrix-limit", "2", "--matrix-max-gen-toks", "6", "--matrix-precision", "fp32",
+                      "--batch-size", "2", "--include-path", str(tiny_bench.tasks),
+                      "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
+    record = json.loads((out / "perf.json").read_text())
+    gen = record["generate"]["tiny-llama"]["rows"][0]
+    assert gen["bare_tok_s"] > 0 and gen["harness_tok_s"] > 0 and gen["parameters"] > 0
+
+    train = record["train"]
+    for run in train["runs"].values():
+        assert run["steps"] == 3 and len(run["losses"]) == 3
+        assert 0 < run["tokens_trained"] <= run["tokens_with_padding"] and run["peak_rss_mb"] > 100
+    # TRL's defaults pad every batch to its longest row at random; the recipe groups by length
+    assert train["runs"]["trl_defaults"]["command"].endswith("--max_length 1024")
+    assert train["speedup"] > 0
+
+    matrix = record["matrix"]
+    assert [c["adapter"] for c in matrix["combinations"]] == ["base", "law"]
+    assert matrix["run_all_seconds"] > 0 and matrix["stock_seconds"] > 0
+    # the same checkpoint, adapter, documents and greedy decoding give the same scores
+    assert matrix["metrics_compared"] >= 2 and matrix["metrics_identical"], matrix
+    assert matrix["cache_rows"] == 2 and matrix["cache_seconds"] < matrix["run_all_seconds"]
+    assert not matrix["cache_model_loaded"]
+
+    page = (out / "PERF.md").read_text(encoding="utf-8")
+    assert "## Targets" in page and "run_all against stock lm_eval" in page and "Training throughput" in page
+    assert "| 4 | trainer ≥ 1.5x TRL defaults" in page
