@@ -40,8 +40,20 @@ def _value(combo: dict, task: str, metric: str) -> float | None:
     return value if isinstance(value, (int, float)) else None
 
 
-def compare(results: Path, models=None, tasks=None, resamples: int = RESAMPLES) -> dict[str, list[dict]]:
-    """{model: [row]}, row = {adapter, task, metric, base, adapter_score, delta, lo, hi, n, verdict}."""
+def compare(results, models=None, tasks=None, resamples: int = RESAMPLES) -> dict[str, list[dict]]:
+    """{model: [row]}, row = {adapter, task, metric, base, adapter_score, delta, lo, hi, n, verdict}.
+
+    ``results`` is one results folder or a list of them (e.g. one per task set); each adapter is
+    compared with the base of the same folder.
+    """
+    out: dict[str, list[dict]] = {}
+    for folder in ([results] if isinstance(results, (str, Path)) else results):
+        for model, rows in _compare_one(Path(folder), models, tasks, resamples).items():
+            out.setdefault(model, []).extend(rows)
+    return out
+
+
+def _compare_one(results: Path, models, tasks, resamples) -> dict[str, list[dict]]:
     tasks = {t: DEFAULT_TASKS.get(t, ["chrf_pp"]) for t in tasks} if tasks else DEFAULT_TASKS
     combos = [c for c in load_combos(results) if c["status"] == "ok"]
     out: dict[str, list[dict]] = {}
@@ -97,7 +109,8 @@ def write_card(card: Path, section: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", type=Path, default=Path("results"), help="results folder of run_all (default: results)")
+    p.add_argument("--results", type=Path, nargs="+", default=[Path("results")],
+                   help="results folder(s) of run_all (default: results)")
     p.add_argument("--models", nargs="+", help="registry model names (default: every model with a base row)")
     p.add_argument("--tasks", nargs="+", help=f"tasks (default: {' '.join(DEFAULT_TASKS)})")
     p.add_argument("--resamples", type=int, default=RESAMPLES, help=f"bootstrap resamples (default {RESAMPLES})")
@@ -106,7 +119,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     found = compare(args.results, args.models, args.tasks, args.resamples)
     if not found:
-        print(f"error: no model in {args.results} has both a base and an adapter result; "
+        print(f"error: no model in {' '.join(map(str, args.results))} has both a base and an adapter result; "
               "run benchmark/run_all.py with --adapters base <adapter> first", file=sys.stderr)
         return 2
     registry = load_registry()
@@ -115,7 +128,8 @@ def main(argv=None) -> int:
         if args.write_cards:
             for adapter in sorted({r["adapter"] for r in rows}):
                 card = registry.model(model).adapter(adapter).path / "README.md"
-                intro = (f"Against the base `{model}`, on the test splits (results folder `{args.results}`"
+                folders = ", ".join(f"`{f}`" for f in args.results)
+                intro = (f"Against the base `{model}`, on the test splits (results folders {folders}"
                          + (f", produced by `{args.command}`" if args.command else "") + "). "
                          f"Paired bootstrap, {args.resamples} resamples over documents; `python -m benchmark.compare`.\n")
                 write_card(card, intro + "\n" + markdown(rows, adapter) + "\n")

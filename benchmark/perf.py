@@ -24,7 +24,8 @@ matrix     ``benchmark/run_all.py`` on a matrix against one stock ``lm_eval`` co
            wall times, ratio, whether every metric is identical, peak memory; then
            run_all again with nothing changed (the cache).
 precision  run_all on whole test splits in 8-bit and in bf16 (results folders are reused
-           when their inputs did not change): scores side by side, generation speed.
+           when their inputs did not change): scores side by side. The speed cost of
+           8-bit is in the generate section.
 
 Not a test: it prints and records measured numbers.
 """
@@ -255,13 +256,10 @@ def section_precision(args) -> dict:
             proc = child("benchmark.run_all", cli, Path(args.precision_root) / f"{precision}_{tasks.replace(' ', '+')}.log")
             for folder in sorted(p for p in (out / args.model).glob("*") if p.is_dir()):
                 data = json.loads(max(folder.glob("results_*.json")).read_text())
-                bench = data["benchmark"]
                 for task, metrics in data["results"].items():
                     for key, value in metrics.items():
                         if isinstance(value, (int, float)) and "stderr" not in key and key.endswith(",none"):
                             found.setdefault((folder.name, task, key.split(",")[0]), {})[precision] = value
-                found.setdefault((folder.name, "_speed", "generated_tok_s"), {})[precision] = round(
-                    bench["generated_tokens"] / bench["seconds"], 1) if bench.get("seconds") else None
             print(precision, tasks, f"peak {proc['peak_rss_mb']} MB", flush=True)
     rows = [{"adapter": a, "task": t, "metric": m, **v} for (a, t, m), v in sorted(found.items())]
     return {"model": args.model, "tasks": args.precision_tasks, "rows": rows,
@@ -373,7 +371,7 @@ def main(argv=None) -> int:
     import transformers
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", choices=["generate", "train", "matrix", "precision"],
+    p.add_argument("--sections", nargs="*", choices=["generate", "train", "matrix", "precision"],
                    default=["generate", "train", "matrix"], help="what to measure (default: generate train matrix)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="generate/precision: registry model")
     p.add_argument("--precisions", nargs="+", default=["8bit", "bf16", "fp32"], help="generate: precisions")
@@ -398,6 +396,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision-root", default="results-full", help="precision: results folders (reused)")
     p.add_argument("--work-dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where perf.json and PERF.md go")
+    p.add_argument("--notes-file", type=Path, help="Markdown written under 'What limits the figures' (kept in perf.json)")
     args = p.parse_args(argv)
     command = "python -m benchmark.perf " + " ".join(sys.argv[1:] if argv is None else argv)
 
@@ -423,6 +422,8 @@ def main(argv=None) -> int:
         record["matrix"] = {**section_matrix(args, work), "command": command}
     if "precision" in args.sections:
         record["precision"] = {**section_precision(args), "command": command}
+    if args.notes_file:
+        record["notes"] = args.notes_file.read_text(encoding="utf-8").strip()
     args.out.mkdir(parents=True, exist_ok=True)
     from benchmark.results import atomic_write
     atomic_write(record_path, json.dumps(record, indent=1, ensure_ascii=False))
