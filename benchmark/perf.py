@@ -14,9 +14,9 @@ generate   matmul peak (1024x1024, fp32 and bf16); a bare batched ``model.genera
            loop against the same prompts through run_all's ``PresetLM`` (greedy, N new
            tokens, per precision and batch size); share of the matmul peak
            (tok/s x 2 x parameters / peak).
-train      the trainer on a recipe against TRL's SFTTrainer defaults for the same data,
-           LoRA config, batch size and learning rate (activation checkpointing on, random
-           batches, max_length 1024): tokens trained per second (padding excluded), loss
+train      the trainer on a recipe against TRL's SFTTrainer defaults on the same data,
+           LoRA config and learning rate (batch 8 without accumulation, activation
+           checkpointing on, random batches, max_length 1024): tokens trained per second (padding excluded), loss
            per step, peak memory. Each run is a fresh process.
 matrix     ``benchmark/run_all.py`` on a matrix against one stock ``lm_eval`` command per
            combination, with the same prepared 8-bit checkpoint, adapter, documents
@@ -93,7 +93,10 @@ def harness_generate(model, tokenizer, template, prompts, batch_size, new_tokens
 
 
 REPO = OUT_DIR.parent
-TRL_DEFAULTS = ["--activation_checkpointing", "true", "--train_sampling_strategy", "random", "--max_length", "1024"]
+# SFTConfig's defaults for what changes speed and memory (the recipe's learning rate is kept, so that the
+# loss curves compare; it does not change the work per step)
+TRL_DEFAULTS = ["--activation_checkpointing", "true", "--train_sampling_strategy", "random",
+                "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "1024"]
 
 
 def child(module: str, args: list[str], log: Path) -> dict:
