@@ -263,7 +263,7 @@ def section_precision(args) -> dict:
                     for key, value in metrics.items():
                         if isinstance(value, (int, float)) and "stderr" not in key and key.endswith(",none"):
                             found.setdefault((folder.name, task, key.split(",")[0]), {})[precision] = value
-            print(precision, tasks, f"peak {proc['peak_rss_mb']} MB", flush=True)
+            print(precision, tasks, f"peak {proc['peak_rss_mb']} MiB", flush=True)
     rows = [{"adapter": a, "task": t, "metric": m, **v} for (a, t, m), v in sorted(found.items())]
     return {"model": args.model, "tasks": args.precision_tasks, "rows": rows,
             "command": f"python -m benchmark.perf --sections precision --model {args.model}"}
@@ -297,7 +297,7 @@ def render(record: dict) -> str:
         for name, r in t["runs"].items():
             lines.append(f"| {name} | {r['steps']} | {r['tokens_trained']} | {r['padding_share']:.0%} | "
                          f"{r['trained_tok_s']} | {r['steady_trained_tok_s']} | {t['mean_loss'][name]} | "
-                         f"{r['peak_rss_mb']} MB |")
+                         f"{r['peak_rss_mb']} MiB |")
         lines += ["", f"Speed-up of the trainer over TRL's defaults: **{t['speedup']}x**. Losses per step:", ""]
         lines += [f"- {name}: {', '.join(str(x) for x in r['losses'])}" for name, r in t["runs"].items()]
         lines.append("")
@@ -307,10 +307,10 @@ def render(record: dict) -> str:
                   f"Matrix: {', '.join(x['models'])} × {', '.join(x['adapters'])}; tasks {', '.join(x['tasks'])}; "
                   f"{x['limit']} documents per task; batch {x['batch_size']}; answers capped at {x['max_gen_toks']} tokens.", "",
                   "| what | wall time | peak RSS |", "|---|---:|---:|",
-                  f"| run_all, one process | {x['run_all_seconds']} s | {x['run_all_peak_rss_mb']} MB |",
-                  f"| stock lm_eval, one command per combination | {x['stock_seconds']} s | {x['stock_peak_rss_mb']} MB |",
+                  f"| run_all, one process | {x['run_all_seconds']} s | {x['run_all_peak_rss_mb']} MiB |",
+                  f"| stock lm_eval, one command per combination | {x['stock_seconds']} s | {x['stock_peak_rss_mb']} MiB |",
                   f"| run_all again, nothing changed | {x['cache_seconds']} s ({x['cache_share']:.1%}) | "
-                  f"{x['cache_peak_rss_mb']} MB |", "",
+                  f"{x['cache_peak_rss_mb']} MiB |", "",
                   f"Ratio stock / run_all: **{x['ratio']}x**. Metrics compared: {x['metrics_compared']}; identical: "
                   f"**{x['metrics_identical']}** (largest difference {x['max_abs_diff']}).", ""]
     pr = record.get("precision")
@@ -354,13 +354,13 @@ def targets(record: dict) -> list[tuple]:
     if x:
         out.append((5, "unchanged rerun ≤ 5% of the first, no model loaded",
                     f"{x['cache_share']:.1%}, {x['cache_rows']} combinations kept, model loaded: "
-                    f"{x.get('cache_model_loaded')}, {x['cache_peak_rss_mb']} MB peak",
+                    f"{x.get('cache_model_loaded')}, {x['cache_peak_rss_mb']} MiB peak",
                     "yes" if x["cache_share"] <= 0.05 and not x.get("cache_model_loaded") else "no"))
     peaks = [("run_all", x and x["run_all_peak_rss_mb"])] + [(f"trainer ({k})", r["peak_rss_mb"]) for k, r in
                                                              (t["runs"].items() if t else [])]
     peaks = [(k, v) for k, v in peaks if v]
     if peaks:
-        out.append((6, "peak memory < 8 GB", ", ".join(f"{k} {v} MB" for k, v in peaks),
+        out.append((6, "peak memory < 8 GiB (8,192 MiB)", ", ".join(f"{k} {v} MiB" for k, v in peaks),
                     "yes" if all(v < 8192 for _, v in peaks) else "no"))
     if record.get("precision"):
         out.append((7, "report 8-bit vs bf16 cost and scores", "table above", "reported"))
