@@ -72,7 +72,9 @@ def _compare_one(results: Path, models, tasks, resamples) -> dict[str, list[dict
                     if a is None or b is None:
                         continue
                     d = paired_delta(base, combo, task, metric, resamples)
-                    row = {"adapter": combo["adapter"], "task": task, "metric": metric, "base": b,
+                    row = {"sample": combo["data"].get("benchmark", {}).get("sample", "unknown"),
+                           "precision": combo["data"].get("benchmark", {}).get("precision", "unknown"),
+                           "adapter": combo["adapter"], "task": task, "metric": metric, "base": b,
                            "adapter_score": a, "delta": d and d["delta"], "lo": d and d["lo"],
                            "hi": d and d["hi"], "n": d and d["n"]}
                     sign = -1 if metric in LOWER_IS_BETTER else 1
@@ -129,8 +131,11 @@ def main(argv=None) -> int:
             for adapter in sorted({r["adapter"] for r in rows}):
                 card = registry.model(model).adapter(adapter).path / "README.md"
                 folders = ", ".join(f"`{f}`" for f in args.results)
-                intro = (f"Against the base `{model}`, on the test splits (results folders {folders}"
-                         + (f", produced by `{args.command}`" if args.command else "") + "). "
+                mine = [r for r in rows if r["adapter"] == adapter]
+                docs = "; ".join(sorted({r["sample"] for r in mine}))
+                precision = ", ".join(sorted({r["precision"] for r in mine}))
+                intro = (f"Against the base `{model}` on the test splits ({docs}; {precision}; results folders "
+                         f"{folders}" + (f", produced by `{args.command}`" if args.command else "") + "). "
                          f"Paired bootstrap, {args.resamples} resamples over documents; `python -m benchmark.compare`.\n")
                 write_card(card, intro + "\n" + markdown(rows, adapter) + "\n")
                 print(f"wrote the evaluation into {card}")

@@ -28,7 +28,7 @@ def test_law_adapter_beats_base_and_interval_brackets_the_difference(tmp_path):
 
 
 def test_lower_is_better_metric_turns_the_verdict():
-    row = dict(adapter="law", task="t", metric="cita_erronea", base=0.1, adapter_score=0.3)
+    row = dict(adapter="law", task="t", metric="cita_erronea", base=0.1, adapter_score=0.3, sample="s", precision="8bit")
     assert cmp.markdown([{**row, "delta": 0.2, "lo": 0.1, "hi": 0.3, "n": 10, "verdict": "worse"}]).count("worse") == 1
 
 
