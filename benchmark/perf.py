@@ -283,7 +283,10 @@ def render(record: dict) -> str:
         lines += [f"Matmul peak (1024x1024): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s.", ""]
     for model, g in sorted(record.get("generate", {}).items()):
         lines += [f"## Generation: `{model}`", "", f"`{g['command']}`", "",
-                  f"Greedy, {g['prompts']} law prompts, {g['new_tokens']} new tokens each.", "",
+                  f"Greedy, {g['prompts']} law prompts, {g['new_tokens']} new tokens each."
+                  + (f" Peak share against the matmul peak measured in the same run (fp32 "
+                     f"{g['matmul_peak_gflops']['fp32']:.0f}, bf16 {g['matmul_peak_gflops']['bf16']:.0f} GFLOP/s)."
+                     if g.get("matmul_peak_gflops") else ""), "",
                   "| precision | batch | bare tok/s | run_all harness tok/s | harness / bare | share of matmul peak |",
                   "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['precision']} | {r['batch_size']} | {r['bare_tok_s']} | {r['harness_tok_s']} | "
@@ -358,6 +361,10 @@ def targets(record: dict) -> list[tuple]:
                     "yes" if x["cache_share"] <= 0.05 and not x.get("cache_model_loaded") else "no"))
     peaks = [("run_all", x and x["run_all_peak_rss_mb"])] + [(f"trainer ({k})", r["peak_rss_mb"]) for k, r in
                                                              (t["runs"].items() if t else [])]
+    for stats in sorted(REPO.glob("adapters/*/*/training_stats.json")):   # the committed adapters' full runs
+        peak = json.loads(stats.read_text()).get("peak_rss_mb")
+        if peak:
+            peaks.append((f"trainer run of {stats.parent.parent.name}/{stats.parent.name}", peak))
     peaks = [(k, v) for k, v in peaks if v]
     if peaks:
         out.append((6, "peak memory < 8 GiB (8,192 MiB)", ", ".join(f"{k} {v} MiB" for k, v in peaks),
@@ -418,7 +425,8 @@ def main(argv=None) -> int:
         peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
         print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
         record["matmul_peak_gflops"] = peaks
-        record.setdefault("generate", {})[args.model] = {**section_generate(args, peaks), "command": command}
+        record.setdefault("generate", {})[args.model] = {**section_generate(args, peaks), "matmul_peak_gflops": peaks,
+                                                         "command": command}
     if "train" in args.sections:
         record["train"] = {**section_train(args, work), "command": command}
     if "matrix" in args.sections:
