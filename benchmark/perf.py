@@ -322,8 +322,9 @@ def render(record: dict) -> str:
                   "| adapter | task | metric | 8bit | bf16 | bf16 − 8bit |", "|---|---|---|---:|---:|---:|"]
         for r in pr["rows"]:
             a, b = r.get("8bit"), r.get("bf16")
-            diff = f"{b - a:+.4g}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else ""
-            lines.append(f"| {r['adapter']} | {r['task']} | {r['metric']} | {a} | {b} | {diff} |")
+            if not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+                continue   # measured in one precision only (e.g. an adapter folder left by another run)
+            lines.append(f"| {r['adapter']} | {r['task']} | {r['metric']} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
         lines.append("")
     lines += ["## Targets", "", "| # | target | measured | met |", "|---|---|---|---|"]
     for row in targets(record):
