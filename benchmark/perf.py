@@ -116,8 +116,6 @@ def child(module: str, args: list[str], log: Path) -> dict:
 # ------------------------------------------------------------------ generate
 
 def section_generate(args, peaks) -> dict:
-    import torch  # noqa: F401
-
     from benchmark.loading import load_for_eval
     from benchmark.registry import load_registry
     from benchmark.templates import load_template

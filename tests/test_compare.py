@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark import compare as cmp
-from tests.test_leaderboard import make_results
+from tests.test_leaderboard import ANSWERS, make_results, qa_samples, write_combo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,21 @@ def test_law_adapter_beats_base_and_interval_brackets_the_difference(tmp_path):
     assert "gemma-3-270m" not in rows
 
 
-def test_lower_is_better_metric_turns_the_verdict():
-    row = dict(adapter="law", task="t", metric="cita_erronea", base=0.1, adapter_score=0.3, sample="s", precision="8bit")
-    assert cmp.markdown([{**row, "delta": 0.2, "lo": 0.1, "hi": 0.3, "n": 10, "verdict": "worse"}]).count("worse") == 1
+def test_lower_is_better_metric_turns_the_verdict(tmp_path):
+    """An adapter that cites wrong articles where the base cited none is 'worse' on cita_erronea."""
+    def with_wrong_citations(samples, value):
+        return [{**s, "metrics": s["metrics"] + ["cita_erronea"], "cita_erronea": value} for s in samples]
+
+    write_combo(tmp_path, "smollm2-135m-instruct", "base",
+                {"ecuador_law_es_qa_visto": with_wrong_citations(qa_samples(ANSWERS["base"]), 0.0)})
+    write_combo(tmp_path, "smollm2-135m-instruct", "law",
+                {"ecuador_law_es_qa_visto": with_wrong_citations(qa_samples(ANSWERS["law"]), 1.0)})
+    rows = cmp.compare(tmp_path, tasks=["ecuador_law_es_qa_visto"], resamples=200)["smollm2-135m-instruct"]
+    wrong = next(r for r in rows if r["metric"] == "cita_erronea")
+    assert wrong["delta"] == 1.0 and wrong["verdict"] == "worse"
+    recall = next(r for r in rows if r["metric"] == "hechos_recall")
+    assert recall["verdict"] == "better"
+    assert "| law | ecuador_law_es_qa_visto | cita_erronea | 0.000 | 1.000 |" in cmp.markdown(rows)
 
 
 def test_card_section_is_replaced_not_duplicated(tmp_path):
