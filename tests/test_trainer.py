@@ -157,6 +157,7 @@ def test_adapter_folder_has_the_peft_layout_and_a_card(trained, model):
     # padding is counted in tokens_seen, not in tokens_trained
     assert 0 < stats["tokens_trained"] <= stats["tokens_seen"] and stats["trained_tokens_per_second"] > 0
     assert stats["peak_rss_mb"] > 100
+    assert stats["device"].startswith("CPU ") and f"{os.cpu_count()} cores" in stats["device"]
     assert [e["loss"] for e in stats["log_history"] if "loss" in e] == pytest.approx(run.losses)
     assert all(len(h) == 64 for h in stats["data_files"].values())
     card = (run.adapter / "README.md").read_text(encoding="utf-8")

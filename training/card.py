@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +33,17 @@ def plot_loss(log_history: list[dict], path: Path) -> bool:
     return True
 
 
+def hardware() -> str:
+    """What the run trained on, for the card: the GPU's name, or the CPU and its core count."""
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    return f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
 def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args, log_history, train_result,
                seconds, examples, resumed_from, argv, extra: dict | None = None) -> None:
     losses = [e["loss"] for e in log_history if "loss" in e]
@@ -41,7 +53,7 @@ def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args,
     trained = next((e.get("num_tokens") for e in reversed(log_history) if e.get("num_tokens")), None)
     stats = {
         "model": entry.name, "adapter": recipe_args.adapter, "steps": steps, "examples": examples,
-        "tokens_seen": tokens, "wall_seconds": round(seconds, 1),
+        "device": hardware(), "tokens_seen": tokens, "wall_seconds": round(seconds, 1),
         "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds else None,
         "tokens_trained": int(trained) if trained else None,
         "trained_tokens_per_second": round(trained / seconds, 1) if trained and seconds else None,
