@@ -71,9 +71,19 @@ def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), dens
         f"weights {list(weights)}" + (f", density {density}" if combination == "ties" else "") + ".\n\n"
         "## Reproduce\n\n```\npython -m training.merge --model " + entry.name +
         f" --combination {combination} --weights {weights[0]} {weights[1]}\n```\n\n"
-        "## Inputs\n\n" + "".join(f"- `{n}`: {sources[n]} (final loss {c.get('final_loss')}, steps {c.get('steps')})\n"
+        "## Inputs\n\n" + "".join(f"- `{n}`: {_shown(sources[n])} (final loss {c.get('final_loss')}, steps {c.get('steps')})\n"
                                   for n, c in cards.items()), encoding="utf-8")
     return output
+
+
+def _shown(path: Path) -> str:
+    """A path as the card shows it: relative to the repository when inside it, so cards do not name a machine."""
+    from benchmark.registry import REPO
+
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def main(argv=None) -> None:
