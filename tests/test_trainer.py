@@ -140,7 +140,7 @@ def test_trains_and_the_loss_goes_down(trained, model):
 
 
 @pytest.mark.parametrize("model", [*TINY, SMOLLM2])
-def test_adapter_folder_has_the_peft_layout_and_a_card(trained, model):
+def test_adapter_folder_has_the_peft_layout_and_a_card(trained, bench_cache, model):
     run = trained(model)
     entry = load_registry().model(model)
     files = {p.name for p in run.adapter.iterdir()}
@@ -173,6 +173,12 @@ def test_adapter_folder_has_the_peft_layout_and_a_card(trained, model):
     messages = [{"role": "user", "content": "Hola"}]
     assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
         load_template(entry.template).render(messages, add_generation_prompt=True)
+    # ...and encodes as the prepared base's tokenizer does, from a compact (unindented) tokenizer.json
+    base = AutoTokenizer.from_pretrained(bench_cache / model / "fp32")
+    text = "¿Cuál es el plazo? Según el artículo 55, cinco años. 🙂"
+    assert tokenizer(text).input_ids == base(text).input_ids
+    written = (run.adapter / "tokenizer.json").read_text(encoding="utf-8")
+    assert "\n" not in written and json.loads(written)["model"]["vocab"]
 
 
 @pytest.mark.parametrize("model", ["tiny-falcon", SMOLLM2])

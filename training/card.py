@@ -33,6 +33,16 @@ def plot_loss(log_history: list[dict], path: Path) -> bool:
     return True
 
 
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    """``save_pretrained``, then rewrite ``tokenizer.json`` without indentation: same content, and Gemma's
+    262k-entry tokenizer shrinks from 33 MB to 14 MB in every adapter folder."""
+    tokenizer.save_pretrained(folder)
+    path = Path(folder) / "tokenizer.json"
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+
+
 def hardware() -> str:
     """What the run trained on, for the card: the GPU's name, or the CPU and its core count."""
     import platform

@@ -38,6 +38,7 @@ def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), dens
 
     from benchmark.loading import prepare
     from benchmark.registry import AdapterEntry, load_registry
+    from training.card import save_tokenizer
     from benchmark.run_all import check_adapter
 
     entry = load_registry().model(model_name)
@@ -62,7 +63,7 @@ def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), dens
     config = json.loads((output / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = entry.source.get("hub_id") or entry.name
     (output / "adapter_config.json").write_text(json.dumps(config, indent=2))
-    AutoTokenizer.from_pretrained(sources["instruct"]).save_pretrained(output)
+    save_tokenizer(AutoTokenizer.from_pretrained(sources["instruct"]), output)
     cards = {n: json.loads((p / "training_stats.json").read_text()) if (p / "training_stats.json").exists() else {}
              for n, p in sources.items()}
     (output / "README.md").write_text(

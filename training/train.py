@@ -160,6 +160,7 @@ def main(argv=None) -> None:
     from benchmark.loading import prepare
     from benchmark.registry import load_registry
     from benchmark.templates import load_template, prompt_completion
+    from training.card import save_tokenizer, write_card
 
     registry = load_registry()
     entry = registry.model(recipe_args.model)
@@ -199,13 +200,12 @@ def main(argv=None) -> None:
     # ---- save the adapter, the tokenizer (with the chat template) and the card
     adapter_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+    save_tokenizer(tokenizer, adapter_dir)
     base_id = entry.source.get("hub_id") or entry.name
     config_path = adapter_dir / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = base_id
     config_path.write_text(json.dumps(config, indent=2))
-    from training.card import write_card
     write_card(adapter_dir, entry=entry, recipe_args=recipe_args, sft_config=sft_config, model_args=model_args,
                log_history=trainer.state.log_history, train_result=result, seconds=seconds,
                examples=len(dataset), resumed_from=last, argv=argv)
