@@ -220,6 +220,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(trained, data,
     folder = workdir / "tiny-llama-resumed"
     (folder / "checkpoints").mkdir(parents=True)
     shutil.copytree(full.checkpoints / "checkpoint-3", folder / "checkpoints" / "checkpoint-3")
+    shutil.copy(full.checkpoints / train.FINGERPRINT, folder / "checkpoints" / train.FINGERPRINT)
     resumed = run_trainer(folder, tiny_recipe(data.law), cache=bench_cache)
     assert resumed.stats["resumed_from"].endswith("checkpoint-3") and resumed.stats["steps"] == 6
     assert resumed.losses[:3] == full.losses[:3]   # the history up to the checkpoint is kept
@@ -230,6 +231,23 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(trained, data,
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
     assert any(not torch.allclose(b[k], halfway[k]) for k in b), "the resumed run did not train"
+
+
+def test_resume_refuses_checkpoints_of_a_changed_recipe(trained, data, workdir, bench_cache):
+    """Edit the recipe, rerun into the same output_dir: a clear error names what changed; nothing is trained."""
+    full = trained("tiny-llama")
+    recorded = json.loads((full.checkpoints / train.FINGERPRINT).read_text())
+    assert recorded["learning_rate"] == tiny_recipe(data.law)["learning_rate"] and recorded["data_files"]
+    folder = workdir / "tiny-llama-edited"
+    (folder / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full.checkpoints / "checkpoint-3", folder / "checkpoints" / "checkpoint-3")
+    shutil.copy(full.checkpoints / train.FINGERPRINT, folder / "checkpoints" / train.FINGERPRINT)
+    edited = tiny_recipe(data.law)
+    edited["learning_rate"] = edited["learning_rate"] * 2
+    with pytest.raises(ValueError, match=r"holds checkpoints of a different run \(learning_rate: .*--output_dir"):
+        run_trainer(folder, edited, cache=bench_cache)
+    assert not (folder / "adapter").exists()
+    assert sorted(p.name for p in (folder / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
 
 
 # -------------------------------------------------------------------------- merge ---

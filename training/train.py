@@ -73,6 +73,47 @@ def time_budget(minutes: float):
     return TimeBudget()
 
 
+FINGERPRINT = "run_fingerprint.json"
+_TRAJECTORY_FIELDS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "num_train_epochs",
+                      "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                      "seed", "optim", "packing", "padding_free", "train_sampling_strategy")
+_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "load_in_4bit",
+                "bnb_4bit_quant_type", "use_bnb_nested_quant")
+
+
+def run_fingerprint(recipe_args, sft_config, model_args) -> dict:
+    """What decides a run's trajectory: base, data (by content), LoRA and optimisation settings.
+
+    Logging, saving and time-budget fields are left out: a run may resume with other values for those.
+    """
+    from benchmark.loading import sha256_file
+
+    def plain(value):
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    return {"model": recipe_args.model, "adapter": recipe_args.adapter, "data_format": recipe_args.data_format,
+            "max_examples": recipe_args.max_examples,
+            "data_files": {f: sha256_file(REPO / f) for f in recipe_args.data_files},
+            **{k: plain(getattr(model_args, k, None)) for k in _LORA_FIELDS},
+            **{k: plain(getattr(sft_config, k, None)) for k in _TRAJECTORY_FIELDS}}
+
+
+def check_resume(output_dir: Path, fingerprint: dict) -> None:
+    """Refuse to resume checkpoints that another recipe wrote (before any model is loaded).
+
+    Without it, editing a recipe and rerunning would silently continue the old run from its last checkpoint.
+    ``main`` records the fingerprint next to the checkpoints just before training starts.
+    """
+    path = Path(output_dir) / FINGERPRINT
+    if path.is_file() and any(Path(output_dir).glob("checkpoint-*")):
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(recorded) | set(fingerprint) if recorded.get(k) != fingerprint.get(k))
+        if changed:
+            details = "; ".join(f"{k}: {recorded.get(k)!r} -> {fingerprint.get(k)!r}" for k in changed[:6])
+            raise ValueError(f"output_dir {output_dir} holds checkpoints of a different run ({details}); "
+                             "delete that folder to start afresh, or pass --output_dir for a new run")
+
+
 def make_parser():
     from trl import ModelConfig, SFTConfig, TrlParser
     return TrlParser((RecipeArguments, SFTConfig, ModelConfig), prog="python -m training.train",
@@ -172,6 +213,8 @@ def main(argv=None) -> None:
     if recipe_args.max_examples:
         dataset = dataset.select(range(min(recipe_args.max_examples, len(dataset))))
 
+    fingerprint = run_fingerprint(recipe_args, sft_config, model_args)
+    check_resume(Path(sft_config.output_dir), fingerprint)
     folder = prepare(entry, recipe_args.cache_dir, precisions=("fp32",))["fp32"]
     if not torch.cuda.is_available():
         model_args.dtype = "float32"   # bf16 compute is for GPUs; fp32 on the CPU
@@ -193,6 +236,9 @@ def main(argv=None) -> None:
     if recipe_args.max_minutes:
         trainer.add_callback(time_budget(recipe_args.max_minutes))
     last = get_last_checkpoint(sft_config.output_dir) if Path(sft_config.output_dir).is_dir() else None
+    Path(sft_config.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(sft_config.output_dir) / FINGERPRINT).write_text(json.dumps(fingerprint, indent=1, ensure_ascii=False),
+                                                          encoding="utf-8")
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - start
