@@ -250,6 +250,26 @@ def test_resume_refuses_checkpoints_of_a_changed_recipe(trained, data, workdir, 
     assert sorted(p.name for p in (folder / "checkpoints").glob("checkpoint-*")) == ["checkpoint-3"]
 
 
+def test_memorization_check_answers_training_questions_with_base_and_adapter(trained, data, workdir, bench_cache,
+                                                                           monkeypatch):
+    """training.memorization: the base and the adapter answer the recipe's training questions, scored."""
+    from training import memorization
+
+    run = trained("tiny-llama")
+    recipe = workdir / "tiny-llama-memo.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(data.law)), encoding="utf-8")
+    monkeypatch.setenv("BENCH_CACHE", str(bench_cache))
+    assert memorization.main(["--model", "tiny-llama", "--adapter", "law", "--adapter-dir", str(run.adapter),
+                              "--recipe", str(recipe), "--n", "3", "--precision", "fp32",
+                              "--max-new-tokens", "8", "--json", str(workdir / "memo.json")]) == 0
+    report = json.loads((workdir / "memo.json").read_text(encoding="utf-8"))
+    assert report["n"] == 3
+    for side in ("base", "adapter_scores"):
+        assert len(report[side]["outputs"]) == 3 and 0 <= report[side]["cites an article the pair cites"] <= 1
+        assert report[side]["example"]["training answer"] in [p["respuesta"] for p in LAW_PAIRS]
+    assert report["base"]["outputs"] != report["adapter_scores"]["outputs"], "the adapter was not applied"
+
+
 # -------------------------------------------------------------------------- merge ---
 
 def delta_weights(base_folder: Path, adapters: dict) -> dict:

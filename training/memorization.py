@@ -1,0 +1,101 @@
+"""Does an adapter reproduce its own training answers? A check that tells underfitting from poor transfer.
+
+    python -m training.memorization --model smollm2-135m-instruct --adapter law --n 64
+
+It answers N training questions (a fixed shuffle of the recipe's law data), greedily, with the base and with
+the adapter, in the model's template, and prints chrF++ against the training answer, how often an answer
+cites one of the articles the training pair cites, and how often it repeats a figure of the answer. If the
+adapter scores on its own training questions about what it scores on the test's `visto` questions, it did
+not learn the facts (underfitting: capacity, epochs, learning rate); if it scores far higher, it learned them
+and fails to transfer them to reworded questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.memorization", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="registry model name")
+    parser.add_argument("--adapter", default="law", help="registry adapter name")
+    parser.add_argument("--adapter-dir", default=None, help="adapter folder (default: the registry's path)")
+    parser.add_argument("--recipe", default=None, help="recipe whose data_files to read (default: the model's law recipe)")
+    parser.add_argument("--n", type=int, default=64, help="training questions to answer")
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32", "8bit"])
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", default=None, help="also write the report to this file")
+    args = parser.parse_args(argv)
+
+    import sacrebleu
+    import torch
+    import yaml
+    from peft import PeftModel
+    from tqdm import tqdm
+
+    from benchmark.lawdata import read_jsonl
+    from benchmark.loading import load_for_eval
+    from benchmark.registry import REPO, load_registry
+    from benchmark.run_all import check_adapter
+    from benchmark.templates import load_template
+
+    entry = load_registry().model(args.model)
+    recipe = REPO / (args.recipe or f"training/recipes/{args.model}/{args.adapter if args.adapter != 'merged' else 'law'}.yaml")
+    files = yaml.safe_load(recipe.read_text(encoding="utf-8"))["data_files"]
+    rows = [r for f in files for _, r in read_jsonl(REPO / f) if "pregunta" in r]
+    if not rows:
+        parser.error(f"{recipe}: its data_files hold no law pairs (pregunta/respuesta)")
+    random.Random(0).shuffle(rows)
+    rows = rows[:args.n]
+    template = load_template(entry.template)
+    model, tokenizer, folder = load_for_eval(entry, args.precision)
+    tokenizer.padding_side = "left"
+
+    def answer_all(m, label):
+        outs = []
+        for i in tqdm(range(0, len(rows), args.batch_size), desc=label):
+            batch = rows[i:i + args.batch_size]
+            prompts = [template.render([{"role": "user", "content": r["pregunta"]}], add_generation_prompt=True)
+                       for r in batch]
+            enc = tokenizer(prompts, return_tensors="pt", padding=True).to(m.device)
+            with torch.no_grad():
+                out = m.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+            for j in range(len(batch)):
+                text = tokenizer.decode(out[j, enc.input_ids.shape[1]:], skip_special_tokens=True)
+                for stop in template.stop_strings:
+                    text = text.split(stop)[0]
+                outs.append(text.strip())
+        return outs
+
+    def score(outs):
+        cited = [set(re.findall(r"art[íi]culo\s+(\d+)", o, flags=re.I)) for o in outs]
+        figures = [set(re.findall(r"\d+", r["respuesta"])) - set(r.get("articulos", [])) for r in rows]
+        with_figures = [(f, o) for f, o in zip(figures, outs) if f]
+        return {"chrF++ vs the training answer": round(sacrebleu.corpus_chrf(
+                    outs, [[r["respuesta"] for r in rows]], word_order=2).score, 2),
+                "cites an article the pair cites": round(sum(bool(c & set(r.get("articulos", [])))
+                                                             for c, r in zip(cited, rows)) / len(rows), 3),
+                "repeats a figure of the answer": f"{sum(bool(f & set(re.findall(r'[0-9]+', o))) for f, o in with_figures)}"
+                                                  f"/{len(with_figures)}",
+                "outputs": outs, "example": {"question": rows[0]["pregunta"], "training answer": rows[0]["respuesta"], "output": outs[0]}}
+
+    report = {"base": score(answer_all(model, "base"))}
+    adapter_dir = args.adapter_dir or check_adapter(entry.adapter(args.adapter), entry, folder)
+    report["adapter_scores"] = score(answer_all(PeftModel.from_pretrained(model, str(adapter_dir)), args.adapter))
+    text = json.dumps({"model": args.model, "adapter": args.adapter, "n": len(rows), "precision": args.precision,
+                       **report}, ensure_ascii=False, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
