@@ -360,14 +360,20 @@ def targets(record: dict) -> list[tuple]:
                     "yes" if x["cache_share"] <= 0.05 and not x.get("cache_model_loaded") else "no"))
     peaks = [("run_all", x and x["run_all_peak_rss_mb"])] + [(f"trainer ({k})", r["peak_rss_mb"]) for k, r in
                                                              (t["runs"].items() if t else [])]
+    gpu_runs = []
     for stats in sorted(REPO.glob("adapters/*/*/training_stats.json")):   # the committed adapters' full runs
-        peak = json.loads(stats.read_text()).get("peak_rss_mb")
-        if peak:
-            peaks.append((f"trainer run of {stats.parent.parent.name}/{stats.parent.name}", peak))
+        card = json.loads(stats.read_text())
+        name = f"trainer run of {stats.parent.parent.name}/{stats.parent.name}"
+        if "CUDA" in str(card.get("device", "")):   # host memory of a GPU run says nothing about the CPU's
+            gpu_runs.append(name)
+        elif card.get("peak_rss_mb"):
+            peaks.append((name, card["peak_rss_mb"]))
     peaks = [(k, v) for k, v in peaks if v]
     if peaks:
-        out.append((6, "peak memory < 8 GiB (8,192 MiB)", ", ".join(f"{k} {v} MiB" for k, v in peaks),
-                    "yes" if all(v < 8192 for _, v in peaks) else "no"))
+        shown = ", ".join(f"{k} {v} MiB" for k, v in peaks)
+        if gpu_runs:
+            shown += f" (not counted, trained on a GPU: {', '.join(gpu_runs)})"
+        out.append((6, "peak memory < 8 GiB (8,192 MiB)", shown, "yes" if all(v < 8192 for _, v in peaks) else "no"))
     if record.get("precision"):
         out.append((7, "report 8-bit vs bf16 cost and scores", "table above", "reported"))
     return out
