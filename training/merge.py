@@ -38,8 +38,8 @@ def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), dens
 
     from benchmark.loading import prepare
     from benchmark.registry import AdapterEntry, load_registry
-    from training.card import save_tokenizer
     from benchmark.run_all import check_adapter
+    from training.card import save_tokenizer
 
     entry = load_registry().model(model_name)
     folder = prepare(entry, cache_dir, precisions=("fp32",))["fp32"]
