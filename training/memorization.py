@@ -33,17 +33,17 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
 
-    import sacrebleu
     import torch
     import yaml
     from peft import PeftModel
     from tqdm import tqdm
 
-    from benchmark.lawdata import read_jsonl
+    from benchmark.lawdata import cited_articles, read_jsonl
     from benchmark.loading import load_for_eval
     from benchmark.registry import REPO, load_registry
     from benchmark.run_all import check_adapter
     from benchmark.templates import load_template
+    from benchmark.textmetrics import corpus_chrfpp
 
     entry = load_registry().model(args.model)
     recipe = REPO / (args.recipe or f"training/recipes/{args.model}/{args.adapter if args.adapter != 'merged' else 'law'}.yaml")
@@ -75,11 +75,10 @@ def main(argv=None) -> int:
         return outs
 
     def score(outs):
-        cited = [set(re.findall(r"art[íi]culo\s+(\d+)", o, flags=re.I)) for o in outs]
+        cited = [set(cited_articles(o)) for o in outs]   # the task's own citation parser
         figures = [set(re.findall(r"\d+", r["respuesta"])) - set(r.get("articulos", [])) for r in rows]
         with_figures = [(f, o) for f, o in zip(figures, outs) if f]
-        return {"chrF++ vs the training answer": round(sacrebleu.corpus_chrf(
-                    outs, [[r["respuesta"] for r in rows]], word_order=2).score, 2),
+        return {"chrF++ vs the training answer": round(corpus_chrfpp(outs, [r["respuesta"] for r in rows]), 2),
                 "cites an article the pair cites": round(sum(bool(c & set(r.get("articulos", [])))
                                                              for c, r in zip(cited, rows)) / len(rows), 3),
                 "repeats a figure of the answer": f"{sum(bool(f & set(re.findall(r'[0-9]+', o))) for f, o in with_figures)}"
