@@ -237,6 +237,36 @@ def prepare(entry: ModelEntry, cache_dir: Path | None = None, precisions=("fp32"
 
 # ------------------------------------------------------------ loading -----
 
+class _FirstOnly:
+    """Logging filter that lets a message through the first time only.
+
+    bitsandbytes logs "MatMul8bitLt: inputs will be cast from torch.float32 to
+    float16" on *every* 8-bit matmul on the CPU: 430,080 lines in one whole-split
+    run of one task, which buried the progress bars. Said once, it still tells
+    the user what 8-bit does to the activations.
+    """
+
+    def __init__(self, prefix: str):
+        self.prefix, self.seen = prefix, False
+
+    def filter(self, record) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+def quiet_8bit_cast_warning() -> None:
+    """Install :class:`_FirstOnly` on bitsandbytes' matmul logger (idempotent)."""
+    import logging
+
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _FirstOnly) for f in logger.filters):
+        logger.addFilter(_FirstOnly("MatMul8bitLt: inputs will be cast"))
+
+
 def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | None = None, device: str | None = None):
     """(model, tokenizer, folder) for evaluation at ``precision``; prepares what is missing."""
     import torch
@@ -249,6 +279,7 @@ def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | 
     kwargs = {"device_map": device}
     if precision == "8bit":
         folder = folders["8bit"]
+        quiet_8bit_cast_warning()
     else:
         folder = folders["fp32"]
         if precision == "4bit":

@@ -224,3 +224,28 @@ def test_contrastive_search_refuses_degenerate_settings(settings, message, regis
     with pytest.raises(ValueError, match=message):
         model.generate(torch.tensor([[1, 2, 3]]), custom_generate=contrastive_search, do_sample=False,
                        max_new_tokens=2, pad_token_id=1, **settings)
+
+
+def test_8bit_cast_warning_is_said_once_not_per_matmul(registry, smoke_checkpoints, bench_cache, caplog):
+    """bitsandbytes logs its fp16-cast warning on every 8-bit matmul on the CPU (430,080 lines in one
+    whole-split task); after load_for_eval it appears once, and other bitsandbytes messages still pass."""
+    import logging
+
+    model, tokenizer, _ = load_8bit(registry, bench_cache, "tiny-llama")
+    enc = tokenizer(QUESTION, return_tensors="pt")
+    bnb_logger = logging.getLogger("bitsandbytes.autograd._functions")
+    with caplog.at_level(logging.WARNING, logger="bitsandbytes"):
+        model.generate(**enc, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        bnb_logger.warning("another bitsandbytes message")
+    casts = [r for r in caplog.records if r.getMessage().startswith("MatMul8bitLt: inputs will be cast")]
+    assert len(casts) <= 1, f"{len(casts)} cast warnings for one generate call"
+    assert any(r.getMessage() == "another bitsandbytes message" for r in caplog.records)
+    # Without the filter the same call logs it on every layer of every step (so this test can fail).
+    for f in list(bnb_logger.filters):
+        bnb_logger.removeFilter(f)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bitsandbytes"):
+        model.generate(**enc, max_new_tokens=2, min_new_tokens=2, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert sum(r.getMessage().startswith("MatMul8bitLt") for r in caplog.records) > 1
+    from benchmark.loading import quiet_8bit_cast_warning
+    quiet_8bit_cast_warning()
