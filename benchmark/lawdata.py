@@ -219,6 +219,30 @@ def contamination_problems(train: list[dict], evaluated: list[dict]) -> list[str
     return problems
 
 
+def taught_facts(train: list[dict], evaluated: list[dict]) -> tuple[int, int, list[str]]:
+    """How many key facts of the ``visto`` items a training answer on the same article states.
+
+    That is the ceiling of key-fact recall that memorising the training answers can reach:
+    (facts stated, facts in all, where each missing one is). ``nuevo`` items are not counted.
+    """
+    answers = defaultdict(list)
+    for row in train:
+        for a in row["articulos"]:
+            answers[(row["ley"], a)].append(row["respuesta"])
+    stated, total, missing = 0, 0, []
+    for row in evaluated:
+        if row.get("conocimiento") != "visto":
+            continue
+        taught = [t for a in row["articulos"] for t in answers[(row["ley"], a)]]
+        for fact in row["hechos_clave"]:
+            total += 1
+            if any(contains(t, fact) for t in taught):
+                stated += 1
+            else:
+                missing.append(f"{row.get('_where', row['id'])}: '{fact}'")
+    return stated, total, missing
+
+
 def balance_problems(rows: list[dict], split: str) -> list[str]:
     problems = []
     if not rows:
@@ -270,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             extra = f" tipo={dict(Counter(r['tipo'] for r in rows))} conocimiento={dict(Counter(r['conocimiento'] for r in rows))}"
         print(f"{s}: {len(rows)} rows, {len(arts)} articles, tax share {tax / max(len(rows), 1):.0%}{extra}")
         print(f"  by law: {dict(sorted(by_law.items()))}")
+    stated, total, _ = taught_facts(splits["train"], splits["test"])
+    print(f"test 'visto': {stated} of {total} key facts ({stated / max(total, 1):.1%}) are stated in a training "
+          "answer on the same article (the recall that memorising the training answers could reach)")
     for p in problems:
         print("problem:", p)
     print(f"{len(problems)} problems")

@@ -115,6 +115,19 @@ def test_contamination_check_catches(rows, expected, splits):
     assert any(expected in p and p.startswith("made-up.jsonl:1: ") for p in problems), problems
 
 
+def test_visto_key_facts_are_taught_by_training_answers(splits):
+    """'visto' means taught: most of its key facts are stated in a training answer on the same article,
+    so memorising the training split could reach them (the ceiling reported by `python -m benchmark.lawdata`)."""
+    stated, total, missing = lawdata.taught_facts(splits["train"], splits["test"])
+    assert total > 300
+    assert stated / total >= 0.80, missing[:10]
+    # The count is real: a fact no training answer states is missing, a stated one is not.
+    train = [{"ley": "codigo_trabajo", "articulos": ["15"], "respuesta": "Hasta noventa (90) días de prueba."}]
+    rows = [_row(id="a", hechos_clave=["90 días", "quince días"]), _row(id="b", conocimiento="nuevo", hechos_clave=["x"]),
+            _row(id="c", articulos=["16"], hechos_clave=["noventa días"])]
+    assert lawdata.taught_facts(train, rows) == (1, 3, ["made-up.jsonl:1: 'quince días'", "made-up.jsonl:1: 'noventa días'"])
+
+
 @pytest.mark.parametrize(("correct", "options", "expected"), [
     ([0] * 8, ["a", "bb", "ccc", "dddd"], "correct option in slot 0 for 100% of items"),
     ([0, 1, 2, 3] * 2, None, "the correct option is always the longest"),
