@@ -46,16 +46,28 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def hash_paths(paths) -> str:
-    """One hash over files (path + content), folders walked in sorted order."""
+# What an adapter folder holds to document itself, not to compute: the training card that
+# training/card.py writes and benchmark.compare fills in with scores. Hashing them would make
+# writing a run's scores into the card invalidate that very run.
+CARD_FILES = frozenset({"README.md", "loss_curve.png", "training_stats.json"})
+
+
+def hash_paths(paths, exclude: frozenset = frozenset()) -> str:
+    """One hash over files (path + content), folders walked in sorted order; ``exclude``: file names to skip."""
     digest = hashlib.sha256()
     for root in sorted(Path(p) for p in paths):
         files = [root] if root.is_file() else sorted(q for q in root.rglob("*") if q.is_file()
-                                                     and "__pycache__" not in q.parts and q.name != "done.json")
+                                                     and "__pycache__" not in q.parts and q.name != "done.json"
+                                                     and q.name not in exclude)
         for f in files:
             digest.update(str(f.name).encode())
             digest.update(f.read_bytes())
     return digest.hexdigest()
+
+
+def adapter_hash(folder) -> str:
+    """Hash of what an adapter computes with (config, weights, tokenizer, chat template), card excluded."""
+    return hash_paths([folder], exclude=CARD_FILES)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:

@@ -366,7 +366,7 @@ def run(args, registry, models) -> int:
                            (model_entry.adapter(adapter).preset if adapter else model_entry.preset))
             adapter_path = model_entry.adapter(adapter).path if adapter else None
             key = {"model": model_entry.raw, "adapter": adapter,
-                   "adapter_hash": res.hash_paths([adapter_path]) if adapter_path and adapter_path.exists() else None,
+                   "adapter_hash": res.adapter_hash(adapter_path) if adapter_path and adapter_path.exists() else None,
                    "template_hash": res.hash_paths([model_entry.template]), "preset_hash": res.hash_paths([preset_path]),
                    "tasks": task_names, "task_files": res.hash_paths(task_files), "samples": samples,
                    "precision": args.precision, "max_gen_toks": args.max_gen_toks, "seed": args.seed,
@@ -535,21 +535,32 @@ def _run_vllm(args, model_entry, adapter, hashed, task_names, failures):
 def _print_summary(output_dir, plan, failures, seconds, problems=(), cached=0):
     print(f"\n{len(plan)} combination(s), {cached} kept from an earlier run, {len(failures)} failed, "
           f"{seconds / 60:.1f} min")
-    header = f"{'model':<24} {'adapter':<9} main metrics"
+    header = f"{'model':<24} {'adapter':<9} {'min':>6}  main metrics"
     print(header + "\n" + "-" * len(header))
+    eval_seconds, loads = 0.0, {}
     for model_entry, adapter in plan:
         folder = res.combo_dir(output_dir, model_entry.name, adapter)
         data = res.load_results(folder) if (folder / "done.json").exists() else None
         if data is None:
-            print(f"{model_entry.name:<24} {adapter or 'base':<9} FAILED")
+            print(f"{model_entry.name:<24} {adapter or 'base':<9} {'':>6}  FAILED")
             continue
+        record = data.get("benchmark", {})
+        eval_seconds += record.get("seconds") or 0.0
+        load = record.get("base_load") or {}
+        if load.get("id") is not None:
+            loads[load["id"]] = load.get("seconds") or 0.0
+        minutes = f"{record['seconds'] / 60:.1f}" if record.get("seconds") is not None else "?"
         cells = []
         for task, metrics in sorted(data["results"].items()):
             main_metric = next((k for k in ("hechos_recall,none", "acc,none", "chrf_pp,none",
                                             "prompt_level_strict_acc,none") if k in metrics), None)
             if main_metric and task in data.get("groups", data["results"]):
                 cells.append(f"{task}={metrics[main_metric]:.3f}")
-        print(f"{model_entry.name:<24} {adapter or 'base':<9} {' '.join(cells)}")
+        print(f"{model_entry.name:<24} {adapter or 'base':<9} {minutes:>6}  {' '.join(cells)}")
+    if eval_seconds:
+        # Across resumed runs too: each combination keeps the time it took when it was computed.
+        print(f"evaluation time of these combinations, kept ones included: {eval_seconds / 60:.1f} min, "
+              f"plus {sum(loads.values()) / 60:.1f} min loading base models ({len(loads)} load(s))")
     for model, adapter, error in failures:
         print(f"FAILED {model}/{adapter}: {error}")
     for problem in problems:

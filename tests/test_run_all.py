@@ -10,6 +10,7 @@ evaluated after the adapters were attached.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -164,7 +165,7 @@ def test_provenance(matrix_run, tiny_bench, adapter):
     if adapter == "base":
         assert bench["adapter_hash"] is None and bench["preset"] == "Llama2-seed"
     else:
-        assert bench["adapter_hash"] == res.hash_paths([tiny_bench.adapters[adapter]])
+        assert bench["adapter_hash"] == res.adapter_hash(tiny_bench.adapters[adapter])
         assert bench["adapter_location"] == str(tiny_bench.adapters[adapter])
         assert bench["preset"] == ("law" if adapter == "law" else "Llama2-seed")
     assert bench["input_hash"] == json.loads((matrix_run.combos[adapter] / "done.json").read_text())["input_hash"]
@@ -226,7 +227,17 @@ def test_rerun_with_nothing_changed_loads_no_model(results_copy, tiny_bench, run
     before = mtimes(results_copy)
     assert run_all_inprocess(tiny_bench.registry, run_all_args(tiny_bench, results_copy)) == 0
     assert mtimes(results_copy) == before
-    assert "0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 failed" in out
+    # The summary still gives each combination's time, and their sum, from when they were computed.
+    records = [res.load_results(p.parent)["benchmark"] for p in sorted(results_copy.rglob("done.json"))]
+    assert len(records) >= 2 and all(r["seconds"] > 0 for r in records)
+    total = sum(r["seconds"] for r in records) / 60
+    loads = {r["base_load"]["id"]: r["base_load"]["seconds"] for r in records}
+    assert (f"kept ones included: {total:.1f} min, plus {sum(loads.values()) / 60:.1f} min loading base models "
+            f"({len(loads)} load(s))") in out
+    for r in records:
+        assert re.search(rf"{re.escape(r['model'])}\s+{r['adapter']}\s+{r['seconds'] / 60:.1f}\s", out), out
 
 
 def test_changed_preset_and_corrupt_results_recompute_only_those(results_copy, tiny_bench, run_all_inprocess,
@@ -268,6 +279,34 @@ def test_changed_adapter_weights_recompute_that_combo_with_new_scores(results_co
     new_scores = loglikelihoods(results_copy / "tiny-llama" / "instruct")
     assert max(abs(a - b) for a, b in zip(old_scores, new_scores)) > 1e-3
     assert len(list((results_copy / "tiny-llama" / "instruct" / "lm_cache").iterdir())) == 1
+
+
+def test_writing_an_adapters_training_card_keeps_its_results(results_copy, tiny_bench, run_all_inprocess,
+                                                              monkeypatch, restore_files):
+    """`benchmark.compare --write-cards` puts a run's scores into the adapter's README.md: that must not make
+    the same run stale. Only the card is excluded: the weights test above still recomputes."""
+    import benchmark.loading
+
+    folder = tiny_bench.adapters["law"]
+    card = {name: folder / name for name in res.CARD_FILES}
+    restore_files(folder)
+    created = [p for p in card.values() if not p.exists()]
+    before_hash = res.adapter_hash(folder)
+    try:
+        card["README.md"].write_text("# card\n\n## Evaluation\n\n| chrF++ | 99 |\n", encoding="utf-8")
+        card["training_stats.json"].write_text('{"steps": 3}', encoding="utf-8")
+        card["loss_curve.png"].write_bytes(b"\x89PNG not really")
+        assert res.adapter_hash(folder) == before_hash
+        monkeypatch.setattr(benchmark.loading, "load_for_eval",
+                            lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed after a card edit")))
+        before = mtimes(results_copy)
+        assert run_all_inprocess(tiny_bench.registry, run_all_args(tiny_bench, results_copy)) == 0
+        assert mtimes(results_copy) == before
+        (folder / "adapter_config.json").write_text((folder / "adapter_config.json").read_text() + "\n")
+        assert res.adapter_hash(folder) != before_hash   # what it computes with is still hashed
+    finally:
+        for p in created:
+            p.unlink(missing_ok=True)
 
 
 def test_force_recomputes(results_copy, tiny_bench, run_all_inprocess):
