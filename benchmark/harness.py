@@ -19,6 +19,7 @@ The model can be switched between adapters between evaluations
 
 from __future__ import annotations
 
+import copy
 import logging
 
 from lm_eval.models.huggingface import HFLM
@@ -56,6 +57,11 @@ class PresetLM(HFLM):
             model.set_adapter(name)
 
     def generate_until(self, requests, disable_tqdm: bool = False):
+        # Adjusted copies go to HFLM; the task's own requests stay as they are, because lm-eval's
+        # response cache (CachingLM) stores each answer under ``request.args`` after this call and
+        # looks it up under the unchanged args of the next run. Changing them in place made every
+        # generated answer miss the cache, so a run killed after its generation phase redid it.
+        adjusted = []
         for request in requests:
             context, gen_kwargs = request.args
             gen_kwargs = {k: v for k, v in dict(gen_kwargs).items() if k not in TASK_SAMPLING_KEYS}
@@ -65,8 +71,10 @@ class PresetLM(HFLM):
             if self.max_gen_toks_cap:
                 gen_kwargs["max_gen_toks"] = min(int(gen_kwargs.get("max_gen_toks", self.max_gen_toks)),
                                                  self.max_gen_toks_cap)
-            request.arguments = (context, gen_kwargs)   # Instance.args is a read-only view
-        return super().generate_until(requests, disable_tqdm=disable_tqdm)
+            clone = copy.copy(request)
+            clone.arguments = (context, gen_kwargs)   # Instance.args is a read-only view
+            adjusted.append(clone)
+        return super().generate_until(adjusted, disable_tqdm=disable_tqdm)
 
     def tok_batch_encode(self, strings, padding_side="left", left_truncate_len=None, truncation=False):
         if left_truncate_len:

@@ -249,3 +249,35 @@ def test_8bit_cast_warning_is_said_once_not_per_matmul(registry, smoke_checkpoin
     assert sum(r.getMessage().startswith("MatMul8bitLt") for r in caplog.records) > 1
     from benchmark.loading import quiet_8bit_cast_warning
     quiet_8bit_cast_warning()
+
+
+def test_generated_answers_are_found_in_lm_evals_cache_on_the_next_run(registry, smoke_checkpoints, bench_cache,
+                                                                      tmp_path, monkeypatch):
+    """run_all gives each combination lm-eval's response cache (CachingLM). PresetLM adds stop strings and the
+    preset's keys to every request; it must leave the task's own request untouched, or the cache stores the
+    answers under keys the next run never asks for and a run killed after generation redoes all of it."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.model import CachingLM
+
+    from benchmark.harness import PresetLM
+
+    entry = registry.model("tiny-llama")
+    model, tokenizer, _ = load_8bit(registry, bench_cache, "tiny-llama")
+    template = load_template(entry.template)
+
+    def requests():
+        task_kwargs = {"until": ["\n\n"], "max_gen_toks": 5, "do_sample": False, "temperature": 0.0}
+        return [Instance("generate_until", doc={}, arguments=(f"{QUESTION} {i}", dict(task_kwargs)), idx=0)
+                for i in range(3)]
+
+    lm = PresetLM(model, tokenizer, load_preset(REPO / "presets" / "Deterministic.yaml"), template.stop_strings, batch_size=2)
+    first_requests = requests()
+    first = CachingLM(lm, str(tmp_path / "cache.db")).generate_until(first_requests)
+    assert [r.args for r in first_requests] == [r.args for r in requests()]   # not changed in place
+    assert all(isinstance(a, str) for a in first)
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated again although every answer is in the cache")
+
+    monkeypatch.setattr(lm, "_model_generate", no_generation)
+    assert CachingLM(lm, str(tmp_path / "cache.db")).generate_until(requests()) == first
