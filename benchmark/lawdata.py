@@ -239,7 +239,7 @@ def taught_facts(train: list[dict], evaluated: list[dict]) -> tuple[int, int, li
             if any(contains(t, fact) for t in taught):
                 stated += 1
             else:
-                missing.append(f"{row.get('_where', row['id'])}: '{fact}'")
+                missing.append(f"{row.get('_where') or row['id']}: '{fact}'")
     return stated, total, missing
 
 

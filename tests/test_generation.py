@@ -241,14 +241,18 @@ def test_8bit_cast_warning_is_said_once_not_per_matmul(registry, smoke_checkpoin
     assert len(casts) <= 1, f"{len(casts)} cast warnings for one generate call"
     assert any(r.getMessage() == "another bitsandbytes message" for r in caplog.records)
     # Without the filter the same call logs it on every layer of every step (so this test can fail).
+    from benchmark.loading import quiet_8bit_cast_warning
+
     for f in list(bnb_logger.filters):
         bnb_logger.removeFilter(f)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="bitsandbytes"):
-        model.generate(**enc, max_new_tokens=2, min_new_tokens=2, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    assert sum(r.getMessage().startswith("MatMul8bitLt") for r in caplog.records) > 1
-    from benchmark.loading import quiet_8bit_cast_warning
-    quiet_8bit_cast_warning()
+    try:
+        with caplog.at_level(logging.WARNING, logger="bitsandbytes"):
+            model.generate(**enc, max_new_tokens=2, min_new_tokens=2, do_sample=False,
+                           pad_token_id=tokenizer.pad_token_id)
+        assert sum(r.getMessage().startswith("MatMul8bitLt") for r in caplog.records) > 1
+    finally:
+        quiet_8bit_cast_warning()
 
 
 def test_generated_answers_are_found_in_lm_evals_cache_on_the_next_run(registry, smoke_checkpoints, bench_cache,

@@ -10,8 +10,8 @@ evaluated after the adapters were attached.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
