@@ -270,6 +270,46 @@ def test_memorization_check_answers_training_questions_with_base_and_adapter(tra
     assert report["base"]["outputs"] != report["adapter_scores"]["outputs"], "the adapter was not applied"
 
 
+def test_fact_probe_picks_taught_articles_over_the_laws():
+    """training.fact_probe: articles whose visto key facts all appear in a training answer, from several laws."""
+    from benchmark import lawdata
+    from benchmark.textnorm import contains
+    from training.fact_probe import pick_articles, probe_sets
+
+    train_rows, test_rows = lawdata.load_split("train"), lawdata.load_split("test")
+    articles = pick_articles(train_rows, test_rows, 8)
+    assert articles == pick_articles(train_rows, test_rows, 8) and len(set(articles)) == 8
+    assert len({law for law, _ in articles}) >= 5
+    rows, scored, tests = probe_sets(train_rows, test_rows, articles)
+    assert tests and all(t["conocimiento"] == "visto" for t in tests)
+    for t in tests:
+        taught = [r["respuesta"] for r in rows if r["ley"] == t["ley"] and t["articulos"][0] in r["articulos"]]
+        assert all(any(contains(a, f) for a in taught) for f in t["hechos_clave"]), t["id"]
+    assert all(facts and all(contains(r["respuesta"], f) for f in facts) for r, facts in scored)
+
+
+def test_fact_probe_trains_on_the_articles_and_scores_base_and_adapter(data, workdir, bench_cache, monkeypatch):
+    from training import fact_probe
+
+    recipe = workdir / "tiny-llama-probe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(data.law, save_steps=100)), encoding="utf-8")
+    monkeypatch.setenv("BENCH_CACHE", str(bench_cache))
+    out = workdir / "probe"
+    assert fact_probe.main(["--model", "tiny-llama", "--recipe", str(recipe), "--articles", "2", "--epochs", "1",
+                            "--output-dir", str(out), "--precision", "fp32", "--max-new-tokens", "4",
+                            "--", "--max_steps", "2", "--max_length", "512"]) == 0
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    subset = [json.loads(x) for x in (out / "train_subset.jsonl").read_text(encoding="utf-8").splitlines()]
+    picked = {tuple(a.split(" ")) for a in report["articles"]}
+    assert len(picked) == 2 and report["training_pairs"] == len(subset)
+    assert all(any((r["ley"], a) in picked for a in r["articulos"]) for r in subset)
+    assert set(report["recall"]) == {"training questions", "visto test questions"}
+    for scores in report["recall"].values():
+        assert scores["n"] > 0 and 0 <= scores["base"] <= 1 and 0 <= scores["adapter"] <= 1
+    assert report["training"]["steps"] == 2
+    assert "tasks/ecuador_law_es/utils.py:doc_to_text" in (out / "adapter" / "README.md").read_text(encoding="utf-8")
+
+
 # -------------------------------------------------------------------------- merge ---
 
 def delta_weights(base_folder: Path, adapters: dict) -> dict:
@@ -346,11 +386,37 @@ def test_merge_command_line():
     ({"model": "tiny-gpt"}, ValueError, "unknown model 'tiny-gpt'"),
     ({"lora_target_modules": ["q_proj", "qkv_proj"]}, ValueError, r"\['qkv_proj'\] not found in the model"),
     ({"lora_target_modules": ["query_key_value"]}, ValueError, r"\['query_key_value'\] not found"),
+    ({"prompt_function": "tasks/ecuador_law_es/no_utils.py:doc_to_text"}, FileNotFoundError, "no_utils.py does not exist"),
+    ({"prompt_function": "tasks/ecuador_law_es/utils.py:no_such_function"}, ValueError, "has no function 'no_such_function'"),
+    ({"prompt_function": "doc_to_text"}, ValueError, "is not 'FILE.py:FUNCTION'"),
 ])
 def test_bad_recipe_fails_before_training(fields, error, match, data, tmp_path, bench_cache):
     with pytest.raises(error, match=match):
         run_trainer(tmp_path, tiny_recipe(data.law, **fields), cache=bench_cache)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "adapter").exists()
+
+
+def test_law_pairs_train_on_the_prompt_the_task_sends(tmp_path):
+    """With the task's doc_to_text as prompt_function, a training prompt is byte for byte lm-eval's request."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from benchmark.templates import load_template, prompt_completion
+
+    task = get_task_dict(["ecuador_law_es_qa_visto"],
+                         TaskManager(include_path=str(REPO / "tasks")))["ecuador_law_es_qa_visto"]
+    doc = task.test_docs()[0]
+    template = load_template(load_registry().model(SMOLLM2).template)
+    sent = task.fewshot_context(doc, 0, apply_chat_template=True,
+                                chat_template=lambda msgs, add_generation_prompt=True: template.render(
+                                    msgs, add_generation_prompt=add_generation_prompt))
+    pair = write_jsonl(tmp_path / "pair.jsonl", [{"pregunta": doc["pregunta"], "respuesta": doc["respuesta"]}])
+
+    def trained_prompt(prompt_function):
+        [conversation] = train.read_examples([str(pair)], "law", prompt_function)
+        return prompt_completion(template, conversation)["prompt"]
+
+    assert trained_prompt("tasks/ecuador_law_es/utils.py:doc_to_text") == sent
+    assert trained_prompt("") != sent and doc["pregunta"] in trained_prompt("")   # the bare question
 
 
 def test_bad_data_row_names_file_and_line(tmp_path, bench_cache):

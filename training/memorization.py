@@ -19,6 +19,29 @@ import re
 from pathlib import Path
 
 
+def generate_answers(model, tokenizer, template, user_messages: list[str], *, max_new_tokens: int,
+                     batch_size: int, desc: str) -> list[str]:
+    """Greedy answers to single-turn user messages, rendered with the model's template, cut at its stop strings."""
+    import torch
+    from tqdm import tqdm
+
+    tokenizer.padding_side = "left"
+    outs = []
+    for i in tqdm(range(0, len(user_messages), batch_size), desc=desc):
+        prompts = [template.render([{"role": "user", "content": m}], add_generation_prompt=True)
+                   for m in user_messages[i:i + batch_size]]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        for j in range(len(prompts)):
+            text = tokenizer.decode(out[j, enc.input_ids.shape[1]:], skip_special_tokens=True)
+            for stop in template.stop_strings:
+                text = text.split(stop)[0]
+            outs.append(text.strip())
+    return outs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.memorization", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,10 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
 
-    import torch
     import yaml
     from peft import PeftModel
-    from tqdm import tqdm
 
     from benchmark.lawdata import cited_articles, read_jsonl
     from benchmark.loading import load_for_eval
@@ -55,24 +76,10 @@ def main(argv=None) -> int:
     rows = rows[:args.n]
     template = load_template(entry.template)
     model, tokenizer, folder = load_for_eval(entry, args.precision)
-    tokenizer.padding_side = "left"
 
     def answer_all(m, label):
-        outs = []
-        for i in tqdm(range(0, len(rows), args.batch_size), desc=label):
-            batch = rows[i:i + args.batch_size]
-            prompts = [template.render([{"role": "user", "content": r["pregunta"]}], add_generation_prompt=True)
-                       for r in batch]
-            enc = tokenizer(prompts, return_tensors="pt", padding=True).to(m.device)
-            with torch.no_grad():
-                out = m.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-            for j in range(len(batch)):
-                text = tokenizer.decode(out[j, enc.input_ids.shape[1]:], skip_special_tokens=True)
-                for stop in template.stop_strings:
-                    text = text.split(stop)[0]
-                outs.append(text.strip())
-        return outs
+        return generate_answers(m, tokenizer, template, [r["pregunta"] for r in rows],
+                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, desc=label)
 
     def score(outs):
         cited = [set(cited_articles(o)) for o in outs]   # the task's own citation parser

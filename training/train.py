@@ -38,6 +38,10 @@ class RecipeArguments:
     adapter_dir: str | None = field(default=None, metadata={"help": "where the adapter goes (default: the registry path)"})
     cache_dir: str | None = field(default=None, metadata={"help": "prepared checkpoints (default $BENCH_CACHE)"})
     max_minutes: float = field(default=0.0, metadata={"help": "stop (and save) after this many minutes of training; 0 = no limit"})
+    prompt_function: str = field(default="", metadata={
+        "help": "law pairs only: 'FILE.py:FUNCTION' that turns a row into the user message, e.g. the task's "
+                "'tasks/ecuador_law_es/utils.py:doc_to_text', so training sends the prompt evaluation sends; "
+                "empty = the question alone"})
 
     def __post_init__(self):
         from benchmark.registry import ADAPTER_NAMES
@@ -50,6 +54,28 @@ class RecipeArguments:
         for name in self.data_files:
             if not (REPO / name).is_file():
                 raise FileNotFoundError(f"recipe field 'data_files': {name} does not exist under {REPO}")
+        if self.prompt_function:
+            load_prompt_function(self.prompt_function)   # a bad reference fails here, before any model loads
+
+
+def load_prompt_function(spec: str):
+    """The callable named by 'FILE.py:FUNCTION' (FILE relative to the repo root), as lm-eval's !function loads one."""
+    import importlib.util
+
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path.endswith(".py") or not name:
+        raise ValueError(f"recipe field 'prompt_function': '{spec}' is not 'FILE.py:FUNCTION', "
+                         "e.g. 'tasks/ecuador_law_es/utils.py:doc_to_text'")
+    file = REPO / path
+    if not file.is_file():
+        raise FileNotFoundError(f"recipe field 'prompt_function': {path} does not exist under {REPO}")
+    module_spec = importlib.util.spec_from_file_location(f"_prompt_{file.parent.name}_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ValueError(f"recipe field 'prompt_function': {path} has no function '{name}'")
+    return function
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -91,8 +117,9 @@ def run_fingerprint(recipe_args, sft_config, model_args) -> dict:
     def plain(value):
         return list(value) if isinstance(value, (list, tuple)) else value
 
+    prompt = {"prompt_function": recipe_args.prompt_function} if recipe_args.prompt_function else {}
     return {"model": recipe_args.model, "adapter": recipe_args.adapter, "data_format": recipe_args.data_format,
-            "max_examples": recipe_args.max_examples,
+            "max_examples": recipe_args.max_examples, **prompt,
             "data_files": {f: sha256_file(REPO / f) for f in recipe_args.data_files},
             **{k: plain(getattr(model_args, k, None)) for k in _LORA_FIELDS},
             **{k: plain(getattr(sft_config, k, None)) for k in _TRAJECTORY_FIELDS}}
@@ -120,10 +147,14 @@ def make_parser():
                      description=__doc__, formatter_class=_HelpFormatter)
 
 
-def read_examples(files: list[str], data_format: str) -> list[list[dict]]:
-    """Conversations (lists of messages) from law pairs or chat rows; bad rows name file and line."""
+def read_examples(files: list[str], data_format: str, prompt_function: str = "") -> list[list[dict]]:
+    """Conversations (lists of messages) from law pairs or chat rows; bad rows name file and line.
+
+    A law pair's user message is its question, or ``prompt_function(row)`` when the recipe names one.
+    """
     from benchmark.lawdata import DataError, read_jsonl
 
+    to_prompt = load_prompt_function(prompt_function) if prompt_function else (lambda row: row["pregunta"])
     conversations = []
     for name in files:
         for lineno, row in read_jsonl(REPO / name):
@@ -136,7 +167,7 @@ def read_examples(files: list[str], data_format: str) -> list[list[dict]]:
             else:
                 if not row.get("pregunta") or not row.get("respuesta"):
                     raise DataError(f"{name}:{lineno}: a law pair needs 'pregunta' and 'respuesta'")
-                conversations.append([{"role": "user", "content": row["pregunta"]},
+                conversations.append([{"role": "user", "content": to_prompt(row)},
                                       {"role": "assistant", "content": row["respuesta"]}])
     return conversations
 
@@ -207,7 +238,7 @@ def main(argv=None) -> None:
     entry = registry.model(recipe_args.model)
     adapter_dir = Path(recipe_args.adapter_dir) if recipe_args.adapter_dir else entry.adapter(recipe_args.adapter).path
     template = load_template(entry.template)
-    conversations = read_examples(recipe_args.data_files, recipe_args.data_format)
+    conversations = read_examples(recipe_args.data_files, recipe_args.data_format, recipe_args.prompt_function)
     rows = [prompt_completion(template, c) for c in conversations]
     dataset = Dataset.from_list(rows).shuffle(seed=sft_config.seed)
     if recipe_args.max_examples:

@@ -1,0 +1,159 @@
+"""Can a law adapter learn the facts at all? Overfit a few articles and measure key-fact recall.
+
+    python -m training.fact_probe --model smollm2-135m-instruct --articles 10 --epochs 15 --output-dir runs/probe/a
+    python -m training.fact_probe ... --train-prompt question      # train on the bare question instead
+    python -m training.fact_probe ... -- --lora_r 32 --learning_rate 2e-3   # recipe overrides for training.train
+
+It picks N articles whose ``visto`` test items have every key fact stated in a training answer on the same
+article (spread over the laws, the same ones every run), trains the model's law recipe on those articles'
+training pairs alone for many epochs, and then answers greedily, in the model's template and with the task's
+own prompt (``doc_to_text``), with the base and with the adapter:
+
+- the training questions of those articles, scored on the test's key facts that their training answer states;
+- the ``visto`` test questions of those articles, scored with the task's key-fact recall.
+
+Recall high on training questions and low on test questions: the facts are learnt but reworded questions do
+not retrieve them. Low on both: training does not fit the facts (epochs, learning rate, capacity, prompt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+TASK_UTILS = "tasks/ecuador_law_es/utils.py"
+
+
+def pick_articles(train: list[dict], test: list[dict], n: int) -> list[tuple[str, str]]:
+    """N (law, article) pairs with ``visto`` test items whose key facts a training answer all states."""
+    from benchmark.textnorm import contains
+
+    answers = defaultdict(list)
+    for row in train:
+        for a in row["articulos"]:
+            answers[(row["ley"], a)].append(row["respuesta"])
+    items = defaultdict(list)
+    for row in test:
+        if row["conocimiento"] == "visto":
+            items[(row["ley"], row["articulos"][0])].append(row)
+    good = sorted(key for key, rows in items.items()
+                  if all(any(contains(t, f) for t in answers[key]) for r in rows for f in r["hechos_clave"]))
+    by_law = defaultdict(list)
+    for key in good:
+        by_law[key[0]].append(key)
+    picked = []
+    while len(picked) < n and any(by_law.values()):   # round robin over the laws, in sorted order
+        for law in sorted(by_law):
+            if by_law[law] and len(picked) < n:
+                picked.append(by_law[law].pop(0))
+    return picked
+
+
+def probe_sets(train: list[dict], test: list[dict], articles: list[tuple[str, str]]):
+    """(training rows of the articles, [(training row, facts its answer states)], test items of the articles)."""
+    from benchmark.textnorm import contains
+
+    chosen = set(articles)
+    rows = [r for r in train if any((r["ley"], a) in chosen for a in r["articulos"])]
+    tests = [r for r in test if r["conocimiento"] == "visto" and (r["ley"], r["articulos"][0]) in chosen]
+    facts = defaultdict(set)
+    for r in tests:
+        facts[(r["ley"], r["articulos"][0])].update(r["hechos_clave"])
+    scored = []
+    for r in rows:
+        stated = sorted(f for a in r["articulos"] for f in facts.get((r["ley"], a), ()) if contains(r["respuesta"], f))
+        if stated:
+            scored.append((r, stated))
+    return rows, scored, tests
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.fact_probe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="registry model name")
+    parser.add_argument("--recipe", default=None, help="law recipe to start from (default: the model's)")
+    parser.add_argument("--articles", type=int, default=10, help="articles to train on")
+    parser.add_argument("--epochs", type=float, default=15, help="epochs over those articles' training pairs")
+    parser.add_argument("--train-prompt", choices=["task", "question"], default="task",
+                        help="training user message: the task's doc_to_text (what evaluation sends) or the bare question")
+    parser.add_argument("--output-dir", required=True, help="subset data, checkpoints, adapter and report go here")
+    parser.add_argument("--eval-only", action="store_true", help="reuse the adapter already in --output-dir")
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32", "8bit"])
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("overrides", nargs="*", help="after --: recipe overrides passed to training.train")
+    args = parser.parse_args(argv)
+
+    from benchmark import lawdata
+    from benchmark.loading import load_for_eval
+    from benchmark.registry import REPO, load_registry
+    from benchmark.templates import load_template
+    from training import train
+    from training.memorization import generate_answers
+
+    entry = load_registry().model(args.model)
+    recipe = args.recipe or f"training/recipes/{args.model}/law.yaml"
+    out = Path(args.output_dir).resolve()
+    train_rows = lawdata.load_split("train")
+    test_rows = lawdata.load_split("test")
+    articles = pick_articles(train_rows, test_rows, args.articles)
+    if len(articles) < args.articles:
+        parser.error(f"only {len(articles)} articles qualify; ask for at most that many with --articles")
+    rows, scored, tests = probe_sets(train_rows, test_rows, articles)
+    print(f"{len(articles)} articles: {len(rows)} training pairs ({len(scored)} state a test key fact), "
+          f"{len(tests)} visto test items")
+
+    adapter = out / "adapter"
+    if not args.eval_only:
+        out.mkdir(parents=True, exist_ok=True)
+        subset = out / "train_subset.jsonl"
+        subset.write_text("".join(json.dumps({k: r[k] for k in ("id", "ley", "articulos", "pregunta", "respuesta")},
+                                             ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        prompt = ["--prompt_function", f"{TASK_UTILS}:doc_to_text"] if args.train_prompt == "task" else []
+        train.main(["--recipe", recipe, "--data_files", str(subset), "--num_train_epochs", str(args.epochs),
+                    "--output_dir", str(out / "checkpoints"), "--adapter_dir", str(adapter),
+                    "--save_steps", "100000", *prompt, *args.overrides])
+    elif not (adapter / "adapter_config.json").is_file():
+        parser.error(f"--eval-only: no adapter in {adapter}")
+
+    import gc
+
+    from peft import PeftModel
+
+    gc.collect()
+    doc_to_text = train.load_prompt_function(f"{TASK_UTILS}:doc_to_text")
+    recall = train.load_prompt_function(f"{TASK_UTILS}:key_fact_recall")
+    template = load_template(entry.template)
+    model, tokenizer, _ = load_for_eval(entry, args.precision)
+    sets = {"training questions": [(r["pregunta"], facts) for r, facts in scored],
+            "visto test questions": [(r["pregunta"], r["hechos_clave"]) for r in tests]}
+    report = {"model": args.model, "articles": [f"{law} {a}" for law, a in articles], "epochs": args.epochs,
+              "train_prompt": args.train_prompt, "training_pairs": len(rows), "precision": args.precision,
+              "recall": {}, "examples": {}}
+
+    def measure(m, side):
+        for name, items in sets.items():
+            outs = generate_answers(m, tokenizer, template, [doc_to_text({"pregunta": q}) for q, _ in items],
+                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                    desc=f"{side}: {name}")
+            scores = [recall(o, facts) for o, (_, facts) in zip(outs, items)]
+            report["recall"].setdefault(name, {"n": len(items)})[side] = round(sum(scores) / len(scores), 3)
+            report["examples"].setdefault(name, {"question": items[0][0], "facts": items[0][1]})[side] = outs[0]
+
+    measure(model, "base")
+    measure(PeftModel.from_pretrained(model, str(adapter)), "adapter")
+    stats = adapter / "training_stats.json"
+    if stats.is_file():
+        report["training"] = json.loads(stats.read_text(encoding="utf-8"))
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    (out / "report.json").write_text(text + "\n", encoding="utf-8")
+    for name, r in report["recall"].items():
+        print(f"key-fact recall, {name} (n={r['n']}): base {r['base']:.3f}, adapter {r['adapter']:.3f}")
+    print(f"report: {out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
