@@ -247,23 +247,31 @@ def section_matrix(args, work: Path) -> dict:
 # ------------------------------------------------------------------ precision
 
 def section_precision(args) -> dict:
-    found = {}
+    found, seconds = {}, {}
+    Path(args.precision_root).mkdir(parents=True, exist_ok=True)
     for precision in ("8bit", "bf16"):
         for tasks in args.precision_tasks:
             out = Path(args.precision_root) / precision / tasks.replace(" ", "+")
             cli = ["--models", args.model, "--adapters", *args.precision_adapters, "--tasks", *tasks.split(),
                    "--full", "--max-gen-toks", "128", "--precision", precision, "--batch-size",
-                   str(args.precision_batch_size), "--output-dir", str(out), "--no-leaderboard"]
+                   str(args.precision_batch_size), "--output-dir", str(out), "--no-leaderboard",
+                   *(x for d in args.include_path for x in ("--include-path", str(d))),
+                   *(["--cache-dir", str(args.cache_dir)] if args.cache_dir else [])]
             proc = child("benchmark.run_all", cli, Path(args.precision_root) / f"{precision}_{tasks.replace(' ', '+')}.log")
             for folder in sorted(p for p in (out / args.model).glob("*") if p.is_dir()):
                 data = json.loads(max(folder.glob("results_*.json")).read_text())
+                done = folder / "done.json"   # the evaluation's own time, also for a run kept from before
+                if done.is_file():
+                    cost = seconds.setdefault(folder.name, {}).setdefault(precision, {"seconds": 0.0, "runs": []})
+                    cost["seconds"] = round(cost["seconds"] + json.loads(done.read_text())["summary"]["seconds"], 1)
+                    cost["runs"].append(tasks)
                 for task, metrics in data["results"].items():
                     for key, value in metrics.items():
                         if isinstance(value, (int, float)) and "stderr" not in key and key.endswith(",none"):
                             found.setdefault((folder.name, task, key.split(",")[0]), {})[precision] = value
             print(precision, tasks, f"peak {proc['peak_rss_mb']} MiB", flush=True)
     rows = [{"adapter": a, "task": t, "metric": m, **v} for (a, t, m), v in sorted(found.items())]
-    return {"model": args.model, "tasks": args.precision_tasks, "rows": rows,
+    return {"model": args.model, "tasks": args.precision_tasks, "rows": rows, "seconds": seconds,
             "command": f"python -m benchmark.perf --sections precision --model {args.model}"}
 
 
@@ -324,6 +332,12 @@ def render(record: dict) -> str:
                 continue   # measured in one precision only (e.g. an adapter folder left by another run)
             lines.append(f"| {r['adapter']} | {r['task']} | {r['metric']} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
         lines.append("")
+        costs = precision_costs(pr)
+        if costs:
+            lines += ["Evaluation time of the same runs (each results folder's own `done.json` seconds, model "
+                      "loading excluded):", "", "| adapter | tasks | 8bit | bf16 | 8bit / bf16 |", "|---|---|---:|---:|---:|"]
+            lines += [f"| {a} | {', '.join(tasks)} | {s8} s | {s16} s | {s8 / s16:.2f}x |" for a, tasks, s8, s16 in costs]
+            lines.append("")
     lines += ["## Targets", "", "| # | target | measured | met |", "|---|---|---|---|"]
     for row in targets(record):
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
@@ -331,6 +345,16 @@ def render(record: dict) -> str:
     if notes:
         lines += ["", "## What limits the figures", "", notes]
     return "\n".join(lines) + "\n"
+
+
+def precision_costs(pr: dict) -> list[tuple]:
+    """(adapter, task runs, 8-bit seconds, bf16 seconds) where both precisions ran the same task runs."""
+    out = []
+    for adapter, by in sorted(pr.get("seconds", {}).items()):
+        a, b = by.get("8bit"), by.get("bf16")
+        if a and b and sorted(a["runs"]) == sorted(b["runs"]) and b["seconds"]:
+            out.append((adapter, sorted(a["runs"]), a["seconds"], b["seconds"]))
+    return out
 
 
 def targets(record: dict) -> list[tuple]:
@@ -375,7 +399,10 @@ def targets(record: dict) -> list[tuple]:
             shown += f" (not counted, trained on a GPU: {', '.join(gpu_runs)})"
         out.append((6, "peak memory < 8 GiB (8,192 MiB)", shown, "yes" if all(v < 8192 for _, v in peaks) else "no"))
     if record.get("precision"):
-        out.append((7, "report 8-bit vs bf16 cost and scores", "table above", "reported"))
+        costs = precision_costs(record["precision"])
+        shown = "; ".join(f"{a}: 8-bit {s8} s vs bf16 {s16} s ({s8 / s16:.2f}x)" for a, _, s8, s16 in costs)
+        out.append((7, "report 8-bit vs bf16 cost and scores", (shown + "; scores in the table above") if shown
+                    else "scores in the table above", "reported"))
     return out
 
 
@@ -402,7 +429,7 @@ def main(argv=None) -> int:
     p.add_argument("--matrix-max-gen-toks", type=int, default=128)
     p.add_argument("--matrix-precision", default="8bit", help="matrix: the prepared checkpoint both sides load")
     p.add_argument("--batch-size", type=int, default=16, help="matrix: batch size of both sides")
-    p.add_argument("--include-path", nargs="*", default=[], help="matrix: more task folders (both sides)")
+    p.add_argument("--include-path", nargs="*", default=[], help="matrix and precision: more task folders")
     p.add_argument("--cache-dir", type=Path, default=None, help="prepared checkpoints (default $BENCH_CACHE)")
     p.add_argument("--precision-tasks", nargs="+", default=["ecuador_law_es_qa", "instruct_es_gen"],
                    help="precision: one run_all --tasks value per entry (quote several names together)")

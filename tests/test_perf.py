@@ -52,3 +52,23 @@ def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkey
     page = (out / "PERF.md").read_text(encoding="utf-8")
     assert "## Targets" in page and "run_all against stock lm_eval" in page and "Training throughput" in page
     assert "| 4 | trainer ≥ 1.5x TRL defaults" in page
+
+
+def test_perf_precision_section_compares_8bit_with_bf16_scores_and_time(tiny_bench, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_REGISTRY", str(tiny_bench.registry))
+    monkeypatch.setenv("BENCH_CACHE", str(tiny_bench.cache))
+    out, root = tmp_path / "out", tmp_path / "precision"
+    argv = ["--sections", "precision", "--model", "tiny-llama", "--precision-tasks", "tiny_gen",
+            "--precision-adapters", "base", "law", "--precision-batch-size", "2", "--precision-root", str(root),
+            "--include-path", str(tiny_bench.tasks), "--out", str(out)]
+    assert perf.main(argv) == 0
+    record = json.loads((out / "perf.json").read_text())["precision"]
+    assert {r["adapter"] for r in record["rows"]} == {"base", "law"}
+    assert all(isinstance(r["8bit"], float) and isinstance(r["bf16"], float) for r in record["rows"])
+    for adapter in ("base", "law"):
+        for precision in ("8bit", "bf16"):
+            cost = record["seconds"][adapter][precision]
+            assert cost["runs"] == ["tiny_gen"] and cost["seconds"] > 0
+    page = (out / "PERF.md").read_text(encoding="utf-8")
+    assert "## 8-bit against bf16 on the test splits" in page and "| law | tiny_gen |" in page
+    assert "| 7 | report 8-bit vs bf16 cost and scores | base: 8-bit " in page
