@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -258,13 +259,12 @@ def section_precision(args) -> dict:
                    *(x for d in args.include_path for x in ("--include-path", str(d))),
                    *(["--cache-dir", str(args.cache_dir)] if args.cache_dir else [])]
             proc = child("benchmark.run_all", cli, Path(args.precision_root) / f"{precision}_{tasks.replace(' ', '+')}.log")
-            for folder in sorted(p for p in (out / args.model).glob("*") if p.is_dir()):
+            # completed combinations only (done.json): a folder left by a killed run has no results
+            for folder in sorted(p.parent for p in (out / args.model).glob("*/done.json")):
                 data = json.loads(max(folder.glob("results_*.json")).read_text())
-                done = folder / "done.json"   # the evaluation's own time, also for a run kept from before
-                if done.is_file():
-                    cost = seconds.setdefault(folder.name, {}).setdefault(precision, {"seconds": 0.0, "runs": []})
-                    cost["seconds"] = round(cost["seconds"] + json.loads(done.read_text())["summary"]["seconds"], 1)
-                    cost["runs"].append(tasks)
+                cost = seconds.setdefault(folder.name, {}).setdefault(precision, {"seconds": 0.0, "runs": []})
+                cost["seconds"] = round(cost["seconds"] + json.loads((folder / "done.json").read_text())["summary"]["seconds"], 1)
+                cost["runs"].append(tasks)   # the evaluation's own time, also for a run kept from before
                 for task, metrics in data["results"].items():
                     for key, value in metrics.items():
                         if isinstance(value, (int, float)) and "stderr" not in key and key.endswith(",none"):
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where perf.json and PERF.md go")
     p.add_argument("--notes-file", type=Path, help="Markdown written under 'What limits the figures' (kept in perf.json)")
     args = p.parse_args(argv)
-    command = "python -m benchmark.perf " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmark.perf " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     record_path = args.out / "perf.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}

@@ -298,7 +298,7 @@ def test_fact_probe_trains_on_the_articles_and_scores_base_and_adapter(data, wor
     assert fact_probe.main(["--model", "tiny-llama", "--recipe", str(recipe), "--articles", "2", "--epochs", "1",
                             "--output-dir", str(out), "--precision", "fp32", "--max-new-tokens", "4",
                             "--", "--max_steps", "2", "--max_length", "512"]) == 0
-    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    report = json.loads((out / "report-fp32.json").read_text(encoding="utf-8"))
     subset = [json.loads(x) for x in (out / "train_subset.jsonl").read_text(encoding="utf-8").splitlines()]
     picked = {tuple(a.split(" ")) for a in report["articles"]}
     assert len(picked) == 2 and report["training_pairs"] == len(subset)
@@ -307,6 +307,14 @@ def test_fact_probe_trains_on_the_articles_and_scores_base_and_adapter(data, wor
     for scores in report["recall"].values():
         assert scores["n"] > 0 and 0 <= scores["base"] <= 1 and 0 <= scores["adapter"] <= 1
     assert report["training"]["steps"] == 2
+    for side in ("base", "adapter"):
+        assert report["training_pairs_loss"][side]["loss"] > 0 and 0 <= report["training_pairs_loss"][side]["token_accuracy"] <= 1
+    assert report["training_pairs_loss"]["base"] != report["training_pairs_loss"]["adapter"], "the adapter was not applied"
+    # --eval-only --loss-only: the same adapter, reloaded, only its teacher-forced loss
+    assert fact_probe.main(["--model", "tiny-llama", "--recipe", str(recipe), "--articles", "2", "--output-dir", str(out),
+                            "--precision", "fp32", "--eval-only", "--loss-only"]) == 0
+    again = json.loads((out / "report-fp32-loss.json").read_text(encoding="utf-8"))
+    assert again["training_pairs_loss"] == report["training_pairs_loss"] and again["recall"] == {}
     assert "tasks/ecuador_law_es/utils.py:doc_to_text" in (out / "adapter" / "README.md").read_text(encoding="utf-8")
 
 

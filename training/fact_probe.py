@@ -3,6 +3,7 @@
     python -m training.fact_probe --model smollm2-135m-instruct --articles 10 --epochs 15 --output-dir runs/probe/a
     python -m training.fact_probe ... --train-prompt question      # train on the bare question instead
     python -m training.fact_probe ... -- --lora_r 32 --learning_rate 2e-3   # recipe overrides for training.train
+    python -m training.fact_probe ... --eval-only --loss-only --precision 4bit   # the loss on the NF4 base it trained on
 
 It picks N articles whose ``visto`` test items have every key fact stated in a training answer on the same
 article (spread over the laws, the same ones every run), trains the model's law recipe on those articles'
@@ -14,6 +15,9 @@ own prompt (``doc_to_text``), with the base and with the adapter:
 
 Recall high on training questions and low on test questions: the facts are learnt but reworded questions do
 not retrieve them. Low on both: training does not fit the facts (epochs, learning rate, capacity, prompt).
+It also gives the teacher-forced loss on the training pairs at the evaluation precision, base and adapter:
+a QLoRA adapter is fitted to the NF4-quantized base, and ``--precision 4bit`` against ``bf16`` shows how
+much of the fit survives on the base that evaluation loads. The report is ``report-PRECISION[-loss].json``.
 """
 
 from __future__ import annotations
@@ -69,6 +73,24 @@ def probe_sets(train: list[dict], test: list[dict], articles: list[tuple[str, st
     return rows, scored, tests
 
 
+def completion_loss(model, tokenizer, pairs: list[dict]) -> dict:
+    """Teacher-forced loss and token accuracy on the completions of prompt/completion pairs (what training minimises)."""
+    import torch
+
+    total, right, count = 0.0, 0, 0
+    for pair in pairs:
+        prompt = tokenizer(pair["prompt"], add_special_tokens=False).input_ids
+        completion = tokenizer(pair["completion"], add_special_tokens=False).input_ids
+        ids = torch.tensor([prompt + completion], device=model.device)
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
+        target = ids[0, len(prompt):]
+        total += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
+        right += (logits.argmax(-1) == target).sum().item()
+        count += len(completion)
+    return {"loss": round(total / count, 3), "token_accuracy": round(right / count, 3)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.fact_probe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +102,10 @@ def main(argv=None) -> int:
                         help="training user message: the task's doc_to_text (what evaluation sends) or the bare question")
     parser.add_argument("--output-dir", required=True, help="subset data, checkpoints, adapter and report go here")
     parser.add_argument("--eval-only", action="store_true", help="reuse the adapter already in --output-dir")
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32", "8bit"])
+    parser.add_argument("--loss-only", action="store_true",
+                        help="only the teacher-forced loss on the training pairs (no answers; 4bit generation is slow on the CPU)")
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32", "8bit", "4bit"],
+                        help="evaluation precision (4bit: the NF4 base that QLoRA trains against)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("overrides", nargs="*", help="after --: recipe overrides passed to training.train")
@@ -89,7 +114,7 @@ def main(argv=None) -> int:
     from benchmark import lawdata
     from benchmark.loading import load_for_eval
     from benchmark.registry import REPO, load_registry
-    from benchmark.templates import load_template
+    from benchmark.templates import load_template, prompt_completion
     from training import train
     from training.memorization import generate_answers
 
@@ -106,12 +131,12 @@ def main(argv=None) -> int:
           f"{len(tests)} visto test items")
 
     adapter = out / "adapter"
+    prompt = ["--prompt_function", f"{TASK_UTILS}:doc_to_text"] if args.train_prompt == "task" else []
     if not args.eval_only:
         out.mkdir(parents=True, exist_ok=True)
         subset = out / "train_subset.jsonl"
         subset.write_text("".join(json.dumps({k: r[k] for k in ("id", "ley", "articulos", "pregunta", "respuesta")},
                                              ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        prompt = ["--prompt_function", f"{TASK_UTILS}:doc_to_text"] if args.train_prompt == "task" else []
         train.main(["--recipe", recipe, "--data_files", str(subset), "--num_train_epochs", str(args.epochs),
                     "--output_dir", str(out / "checkpoints"), "--adapter_dir", str(adapter),
                     "--save_steps", "100000", *prompt, *args.overrides])
@@ -131,9 +156,14 @@ def main(argv=None) -> int:
             "visto test questions": [(r["pregunta"], r["hechos_clave"]) for r in tests]}
     report = {"model": args.model, "articles": [f"{law} {a}" for law, a in articles], "epochs": args.epochs,
               "train_prompt": args.train_prompt, "training_pairs": len(rows), "precision": args.precision,
-              "recall": {}, "examples": {}}
+              "recall": {}, "examples": {}, "training_pairs_loss": {}}
+    subset = out / "train_subset.jsonl"
+    pairs = [prompt_completion(template, c) for c in train.read_examples([str(subset)], "law", prompt[1] if prompt else "")]
 
     def measure(m, side):
+        report["training_pairs_loss"][side] = completion_loss(m, tokenizer, pairs)
+        if args.loss_only:
+            return
         for name, items in sets.items():
             outs = generate_answers(m, tokenizer, template, [doc_to_text({"pregunta": q}) for q, _ in items],
                                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
@@ -148,10 +178,14 @@ def main(argv=None) -> int:
     if stats.is_file():
         report["training"] = json.loads(stats.read_text(encoding="utf-8"))
     text = json.dumps(report, ensure_ascii=False, indent=1)
-    (out / "report.json").write_text(text + "\n", encoding="utf-8")
+    report_file = out / f"report-{args.precision}{'-loss' if args.loss_only else ''}.json"
+    report_file.write_text(text + "\n", encoding="utf-8")
+    for side, r in report["training_pairs_loss"].items():
+        print(f"{side} on the training pairs, teacher-forced at {args.precision}: loss {r['loss']}, "
+              f"token accuracy {r['token_accuracy']}")
     for name, r in report["recall"].items():
         print(f"key-fact recall, {name} (n={r['n']}): base {r['base']:.3f}, adapter {r['adapter']:.3f}")
-    print(f"report: {out / 'report.json'}")
+    print(f"report: {report_file}")
     return 0
 
 

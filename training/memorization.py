@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--adapter-dir", default=None, help="adapter folder (default: the registry's path)")
     parser.add_argument("--recipe", default=None, help="recipe whose data_files to read (default: the model's law recipe)")
     parser.add_argument("--n", type=int, default=64, help="training questions to answer")
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32", "8bit"])
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32", "8bit", "4bit"])
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", default=None, help="also write the report to this file")
