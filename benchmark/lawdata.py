@@ -219,16 +219,22 @@ def contamination_problems(train: list[dict], evaluated: list[dict]) -> list[str
     return problems
 
 
+def answers_by_article(train: list[dict]) -> dict[tuple[str, str], list[str]]:
+    """{(law, article): the training answers on it}; a pair citing two articles counts for both."""
+    answers = defaultdict(list)
+    for row in train:
+        for a in row["articulos"]:
+            answers[(row["ley"], a)].append(row["respuesta"])
+    return answers
+
+
 def taught_facts(train: list[dict], evaluated: list[dict]) -> tuple[int, int, list[str]]:
     """How many key facts of the ``visto`` items a training answer on the same article states.
 
     That is the ceiling of key-fact recall that memorising the training answers can reach:
     (facts stated, facts in all, where each missing one is). ``nuevo`` items are not counted.
     """
-    answers = defaultdict(list)
-    for row in train:
-        for a in row["articulos"]:
-            answers[(row["ley"], a)].append(row["respuesta"])
+    answers = answers_by_article(train)
     stated, total, missing = 0, 0, []
     for row in evaluated:
         if row.get("conocimiento") != "visto":

@@ -23,6 +23,7 @@ much of the fit survives on the base that evaluation loads. The report is ``repo
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -32,12 +33,10 @@ TASK_UTILS = "tasks/ecuador_law_es/utils.py"
 
 def pick_articles(train: list[dict], test: list[dict], n: int) -> list[tuple[str, str]]:
     """N (law, article) pairs with ``visto`` test items whose key facts a training answer all states."""
+    from benchmark.lawdata import answers_by_article
     from benchmark.textnorm import contains
 
-    answers = defaultdict(list)
-    for row in train:
-        for a in row["articulos"]:
-            answers[(row["ley"], a)].append(row["respuesta"])
+    answers = answers_by_article(train)
     items = defaultdict(list)
     for row in test:
         if row["conocimiento"] == "visto":
@@ -131,23 +130,21 @@ def main(argv=None) -> int:
           f"{len(tests)} visto test items")
 
     adapter = out / "adapter"
-    prompt = ["--prompt_function", f"{TASK_UTILS}:doc_to_text"] if args.train_prompt == "task" else []
+    subset = out / "train_subset.jsonl"
+    prompt_function = f"{TASK_UTILS}:doc_to_text" if args.train_prompt == "task" else ""
     if not args.eval_only:
         out.mkdir(parents=True, exist_ok=True)
-        subset = out / "train_subset.jsonl"
         subset.write_text("".join(json.dumps({k: r[k] for k in ("id", "ley", "articulos", "pregunta", "respuesta")},
                                              ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         train.main(["--recipe", recipe, "--data_files", str(subset), "--num_train_epochs", str(args.epochs),
                     "--output_dir", str(out / "checkpoints"), "--adapter_dir", str(adapter),
-                    "--save_steps", "100000", *prompt, *args.overrides])
+                    "--save_steps", "100000", "--prompt_function", prompt_function, *args.overrides])
     elif not (adapter / "adapter_config.json").is_file():
         parser.error(f"--eval-only: no adapter in {adapter}")
 
-    import gc
-
     from peft import PeftModel
 
-    gc.collect()
+    gc.collect()   # the trainer's model
     doc_to_text = train.load_prompt_function(f"{TASK_UTILS}:doc_to_text")
     recall = train.load_prompt_function(f"{TASK_UTILS}:key_fact_recall")
     template = load_template(entry.template)
@@ -157,8 +154,7 @@ def main(argv=None) -> int:
     report = {"model": args.model, "articles": [f"{law} {a}" for law, a in articles], "epochs": args.epochs,
               "train_prompt": args.train_prompt, "training_pairs": len(rows), "precision": args.precision,
               "recall": {}, "examples": {}, "training_pairs_loss": {}}
-    subset = out / "train_subset.jsonl"
-    pairs = [prompt_completion(template, c) for c in train.read_examples([str(subset)], "law", prompt[1] if prompt else "")]
+    pairs = [prompt_completion(template, c) for c in train.read_examples([str(subset)], "law", prompt_function)]
 
     def measure(m, side):
         report["training_pairs_loss"][side] = completion_loss(m, tokenizer, pairs)
