@@ -16,7 +16,8 @@ generate   matmul peak (1024x1024, fp32 and bf16); a bare batched ``model.genera
            (tok/s x 2 x parameters / peak).
 train      the trainer on a recipe against TRL's SFTTrainer defaults on the same data,
            LoRA config and learning rate (batch 8 without accumulation, activation
-           checkpointing on, random batches, max_length 1024): tokens trained per second (padding excluded), loss
+           checkpointing on, random batches, max_length 1024, every position through the LM head as
+           TRL does off Triton): tokens trained per second (padding excluded), loss
            per step, peak memory. Each run is a fresh process.
 matrix     ``benchmark/run_all.py`` on a matrix against one stock ``lm_eval`` command per
            combination, with the same prepared 8-bit checkpoint, adapter, documents
@@ -66,16 +67,56 @@ def prompts_for(entry, n):
     return [template.render([{"role": "user", "content": r["pregunta"]}], add_generation_prompt=True) for r in rows]
 
 
-def bare_generate(model, tokenizer, prompts, batch_size, new_tokens) -> tuple[float, int]:
+def bare_generate(model, tokenizer, prompts, batch_size, new_tokens, outputs: list | None = None,
+                  **generate_kwargs) -> tuple[float, int]:
+    """Greedy ``model.generate`` over ``prompts`` in batches: (generated tokens per second, tokens).
+
+    ``outputs``, when given, receives each prompt's generated ids; ``generate_kwargs`` go to ``generate``.
+    """
     import torch
     generated, start = 0, time.perf_counter()
     for i in range(0, len(prompts), batch_size):
         enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+                                 pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
         generated += (out.shape[1] - enc.input_ids.shape[1]) * out.shape[0]
+        if outputs is not None:
+            outputs.extend(out[:, enc.input_ids.shape[1]:].tolist())
     return generated / (time.perf_counter() - start), generated
+
+
+VARIANTS = {
+    "static-cache": "transformers' static KV cache (`cache_implementation=\"static\"`)",
+    "compile": "static KV cache + `torch.compile` of the forward (transformers' `CompileConfig`, allowed on the CPU)",
+    "threads-1": "`torch.set_num_threads(1)` instead of one thread per core",
+}
+
+
+def generate_variant(model, tokenizer, prompts, batch_size, new_tokens, variant: str, baseline: list) -> dict:
+    """One change against the default ``generate`` path: its speed, and how many answers it changes."""
+    import torch
+
+    kwargs, threads = {}, torch.get_num_threads()
+    if variant in ("static-cache", "compile"):
+        kwargs["cache_implementation"] = "static"
+    if variant == "compile":
+        if getattr(model, "hf_quantizer", None) is not None and not model.hf_quantizer.is_compileable:
+            return {"variant": variant, "refused": "transformers does not compile this quantization"}
+        from transformers import CompileConfig
+        config = CompileConfig()
+        config._compile_all_devices = True   # transformers compiles on CUDA/XPU only unless told
+        kwargs["compile_config"] = config
+    if variant == "threads-1":
+        torch.set_num_threads(1)
+    try:
+        bare_generate(model, tokenizer, prompts[:batch_size], batch_size, 2, **kwargs)   # warm-up / compile
+        outputs = []
+        rate, _ = bare_generate(model, tokenizer, prompts, batch_size, new_tokens, outputs, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    return {"variant": variant, "tok_s": round(rate, 1), "answers": len(outputs),
+            "answers_changed": sum(a != b for a, b in zip(outputs, baseline))}
 
 
 def harness_generate(model, tokenizer, template, prompts, batch_size, new_tokens) -> tuple[float, int]:
@@ -97,7 +138,8 @@ REPO = OUT_DIR.parent
 # SFTConfig's defaults for what changes speed and memory (the recipe's learning rate is kept, so that the
 # loss curves compare; it does not change the work per step)
 TRL_DEFAULTS = ["--activation_checkpointing", "true", "--train_sampling_strategy", "random",
-                "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "1024"]
+                "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "1024",
+                "--lm_head_completion_only", "false"]
 
 
 def child(module: str, args: list[str], log: Path) -> dict:
@@ -124,29 +166,39 @@ def section_generate(args, peaks) -> dict:
     entry = load_registry().model(args.model)
     prompts = prompts_for(entry, args.prompts)
     template = load_template(entry.template)
-    rows = []
+    rows, variants = [], []
     for precision in args.precisions:
         model, tokenizer, _ = load_for_eval(entry, precision)
         params = sum(t.numel() for t in model.parameters())
         peak = peaks["bf16" if precision == "bf16" else "fp32"]
         for bs in args.batch_sizes:
-            bare, _ = bare_generate(model, tokenizer, prompts, bs, args.new_tokens)
+            baseline = []
+            bare, _ = bare_generate(model, tokenizer, prompts, bs, args.new_tokens, baseline)
             harness, _ = harness_generate(model, tokenizer, template, prompts, bs, args.new_tokens)
             row = {"precision": precision, "batch_size": bs, "bare_tok_s": round(bare, 1),
                    "harness_tok_s": round(harness, 1), "harness_over_bare": round(harness / bare, 3),
                    "peak_share": round(bare * 2 * params / 1e9 / peak, 4), "parameters": params}
             rows.append(row)
             print(json.dumps(row), flush=True)
+        for name in args.variants:   # at the last batch size, against its default-path baseline
+            v = {"precision": precision, "batch_size": bs, "baseline_tok_s": round(bare, 1),
+                 **generate_variant(model, tokenizer, prompts, bs, args.new_tokens, name, baseline)}
+            variants.append(v)
+            print(json.dumps(v), flush=True)
         del model
-    return {"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens, "rows": rows}
+    return {"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens, "rows": rows,
+            "variants": variants}
 
 
 # ------------------------------------------------------------------ train
 
 def section_train(args, work: Path) -> dict:
+    import shutil
+
     runs = {}
     for name, extra in (("trainer", []), ("trl_defaults", TRL_DEFAULTS)):
         out = work / f"train_{name}"
+        shutil.rmtree(out, ignore_errors=True)   # a checkpoint left by an earlier run would be resumed
         cli = ["--recipe", args.train_recipe, "--max_steps", str(args.train_steps), "--max_minutes", "0",
                "--logging_steps", "1", "--save_steps", "100000", "--output_dir", str(out / "checkpoints"),
                "--adapter_dir", str(out / "adapter"), *extra]
@@ -298,6 +350,19 @@ def render(record: dict) -> str:
         lines += [f"| {r['precision']} | {r['batch_size']} | {r['bare_tok_s']} | {r['harness_tok_s']} | "
                   f"{r['harness_over_bare']:.0%} | {r['peak_share']:.1%} |" for r in g["rows"]]
         lines.append("")
+        if g.get("variants"):
+            lines += ["What other changes to bare `generate` buy (same prompts and batch; answers that differ from "
+                      "the default path's, greedy):", "",
+                      "| precision | batch | change | default tok/s | with the change tok/s | answers changed |",
+                      "|---|---:|---|---:|---:|---:|"]
+            for v in g["variants"]:
+                if v.get("refused"):
+                    lines.append(f"| {v['precision']} | {v['batch_size']} | {VARIANTS[v['variant']]} | "
+                                 f"{v['baseline_tok_s']} | refused: {v['refused']} | |")
+                else:
+                    lines.append(f"| {v['precision']} | {v['batch_size']} | {VARIANTS[v['variant']]} | "
+                                 f"{v['baseline_tok_s']} | {v['tok_s']} | {v['answers_changed']} of {v['answers']} |")
+            lines.append("")
     t = record.get("train")
     if t:
         lines += ["## Training throughput", "", f"`{t['command']}` (recipe `{t['recipe']}`)", "",
@@ -420,6 +485,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 16], help="generate: batch sizes")
     p.add_argument("--prompts", type=int, default=16, help="generate: number of prompts")
     p.add_argument("--new-tokens", type=int, default=64, help="generate: new tokens per prompt")
+    p.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS),
+                   help="generate: changes to the default generate path, each measured at the last batch size "
+                        "against it (speed, and answers that change)")
     p.add_argument("--train-recipe", default="training/recipes/smollm2-135m-instruct/law.yaml")
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--matrix-models", nargs="+", default=["smollm2-135m-instruct"])

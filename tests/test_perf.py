@@ -23,7 +23,8 @@ def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkey
     recipe.write_text(yaml.safe_dump(tiny_recipe(data, per_device_train_batch_size=4)), encoding="utf-8")
     out = tmp_path / "out"
     assert perf.main(["--sections", "generate", "train", "matrix", "--model", "tiny-llama", "--precisions", "fp32",
-                      "--batch-sizes", "2", "--prompts", "2", "--new-tokens", "4",
+                      "--batch-sizes", "2", "--prompts", "2", "--new-tokens", "4", "--variants", "static-cache",
+                      "threads-1",
                       "--train-recipe", str(recipe), "--train-steps", "3",
                       "--matrix-models", "tiny-llama", "--matrix-adapters", "base", "law", "--matrix-tasks", "tiny_gen",
                       "--matrix-limit", "2", "--matrix-max-gen-toks", "6", "--matrix-precision", "fp32",
@@ -32,14 +33,27 @@ def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkey
     record = json.loads((out / "perf.json").read_text())
     gen = record["generate"]["tiny-llama"]["rows"][0]
     assert gen["bare_tok_s"] > 0 and gen["harness_tok_s"] > 0 and gen["parameters"] > 0
+    variants = {v["variant"]: v for v in record["generate"]["tiny-llama"]["variants"]}
+    assert set(variants) == {"static-cache", "threads-1"}
+    for v in variants.values():
+        assert v["tok_s"] > 0 and v["answers"] == 2 and 0 <= v["answers_changed"] <= 2 and v["baseline_tok_s"] > 0
 
     train = record["train"]
     for run in train["runs"].values():
         assert run["steps"] == 3 and len(run["losses"]) == 3
         assert 0 < run["tokens_trained"] <= run["tokens_with_padding"] and run["peak_rss_mb"] > 100
     # TRL's defaults pad every batch to its longest row at random; the recipe groups by length
-    assert train["runs"]["trl_defaults"]["command"].endswith("--max_length 1024")
+    assert "--max_length 1024" in train["runs"]["trl_defaults"]["command"]
+    assert train["runs"]["trl_defaults"]["command"].endswith("--lm_head_completion_only false")
     assert train["speedup"] > 0
+    # again in the same work folder: the checkpoints of the first run are not resumed
+    assert perf.main(["--sections", "train", "--train-recipe", str(recipe), "--train-steps", "3",
+                      "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
+    again = json.loads((out / "perf.json").read_text())["train"]
+    assert all(run["steps"] == 3 and len(run["losses"]) == 3 for run in again["runs"].values())
+    for name in again["runs"]:
+        stats = json.loads((tmp_path / "work" / f"train_{name}" / "adapter" / "training_stats.json").read_text())
+        assert stats["resumed_from"] is None, f"{name} resumed a checkpoint of the first run"
 
     matrix = record["matrix"]
     assert [c["adapter"] for c in matrix["combinations"]] == ["base", "law"]
@@ -52,6 +66,7 @@ def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkey
     page = (out / "PERF.md").read_text(encoding="utf-8")
     assert "## Targets" in page and "run_all against stock lm_eval" in page and "Training throughput" in page
     assert "| 4 | trainer ≥ 1.5x TRL defaults" in page
+    assert "static KV cache" in page and "answers changed" in page
 
 
 def test_perf_precision_section_compares_8bit_with_bf16_scores_and_time(tiny_bench, tmp_path, monkeypatch):

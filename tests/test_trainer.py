@@ -233,6 +233,39 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(trained, data,
     assert any(not torch.allclose(b[k], halfway[k]) for k in b), "the resumed run did not train"
 
 
+def test_lm_head_scores_only_the_completion_and_the_loss_is_unchanged(trained, data, workdir, bench_cache,
+                                                                    monkeypatch):
+    """The default run (compact LM head) against the same recipe with TRL's CPU behaviour (every position
+    through the LM head): the LM head sees only labelled positions, and the losses and adapter are the same."""
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    rows = {"compact": [], "every": []}
+    real = trl_utils._ChunkedLogProbFunction
+
+    class Counting(torch.autograd.Function):   # TRL's own function, with the rows it is given counted
+        @staticmethod
+        def apply(hidden, weight, bias, labels, *rest):
+            rows[mode].append((hidden.shape[0], int((labels != -100).sum()) if mode == "compact" else None))
+            return real.apply(hidden, weight, bias, labels, *rest)
+
+    compact_run = trained("tiny-llama")   # the module's run, without the spy: retrain both under it
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    mode = "compact"
+    compact = run_trainer(workdir / "tiny-llama-compact", tiny_recipe(data.law, save_steps=100), cache=bench_cache)
+    mode = "every"
+    every = run_trainer(workdir / "tiny-llama-every", tiny_recipe(data.law, save_steps=100),
+                        "--lm_head_completion_only", "false", cache=bench_cache)
+    assert len(rows["compact"]) == len(rows["every"]) == 6
+    assert all(n == labelled for n, labelled in rows["compact"]), "prompt or padding rows reached the LM head"
+    assert sum(n for n, _ in rows["compact"]) < 0.8 * sum(n for n, _ in rows["every"])
+    assert compact.losses == pytest.approx(compact_run.losses, rel=1e-5)
+    assert every.losses == pytest.approx(compact.losses, rel=1e-4)
+    a, b = lora_tensors(compact.adapter), lora_tensors(every.adapter)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-5)
+
+
 def test_resume_refuses_checkpoints_of_a_changed_recipe(trained, data, workdir, bench_cache):
     """Edit the recipe, rerun into the same output_dir: a clear error names what changed; nothing is trained."""
     full = trained("tiny-llama")

@@ -42,6 +42,10 @@ class RecipeArguments:
         "help": "law pairs only: 'FILE.py:FUNCTION' that turns a row into the user message, e.g. the task's "
                 "'tasks/ecuador_law_es/utils.py:doc_to_text', so training sends the prompt evaluation sends; "
                 "empty = the question alone"})
+    lm_head_completion_only: bool = field(default=True, metadata={
+        "help": "project through the LM head only the positions that have a label (the completion), on every "
+                "device; false = TRL's own choice, which on the CPU scores every prompt and padding position "
+                "too. Same loss and gradients, less work"})
 
     def __post_init__(self):
         from benchmark.registry import ADAPTER_NAMES
@@ -76,6 +80,34 @@ def load_prompt_function(spec: str):
     if not callable(function):
         raise ValueError(f"recipe field 'prompt_function': {path} has no function '{name}'")
     return function
+
+
+def use_compact_lm_head(enabled: bool = True) -> None:
+    """Let TRL's fused LM head score only the labelled positions on the CPU too (``enabled=False`` undoes it).
+
+    SFTTrainer computes the loss with TRL's fused LM head, which projects hidden states through the LM head
+    in tiles without building the logits. It keeps only the positions whose label is set (the completion)
+    where Triton runs; elsewhere it projects every position, prompt and padding included, and masks them
+    afterwards, so that compiled backends (Neuron) see one tile shape. On the CPU and on CUDA that is wasted
+    work: the masked positions never reach the loss or the gradients. With a 262k-token vocabulary
+    (Gemma-3) the LM head is most of a step, and prompts are about half the tokens.
+    """
+    import trl.trainer.utils as trl_utils
+
+    current = getattr(trl_utils, "_use_triton", None)
+    if current is None:
+        raise RuntimeError("this TRL version has no trl.trainer.utils._use_triton to choose the compact LM head: "
+                           "set recipe field 'lm_head_completion_only: false'")
+    original = getattr(current, "original", current)
+    if not enabled:
+        trl_utils._use_triton = original
+        return
+
+    def compact(device) -> bool:
+        return original(device) or device.type in {"cpu", "cuda", "mps"}
+
+    compact.original = original
+    trl_utils._use_triton = compact
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -257,6 +289,7 @@ def main(argv=None) -> None:
 
     # ---- train (resumes from the last checkpoint in output_dir)
     sft_config.completion_only_loss = True
+    use_compact_lm_head(recipe_args.lm_head_completion_only)
     trainer = SFTTrainer(model=model, args=sft_config, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=get_peft_config(model_args))
     # TRL casts QLoRA adapter weights to bf16, but resuming reloads them through PEFT in fp32: keep them
