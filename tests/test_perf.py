@@ -33,6 +33,8 @@ def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkey
     record = json.loads((out / "perf.json").read_text())
     gen = record["generate"]["tiny-llama"]["rows"][0]
     assert gen["bare_tok_s"] > 0 and gen["harness_tok_s"] > 0 and gen["parameters"] > 0
+    assert record["generate"]["tiny-llama"]["prompt_tokens"] > 2   # two prompts of several tokens each
+    assert gen["processed_peak_share"] > gen["peak_share"] > 0
     variants = {v["variant"]: v for v in record["generate"]["tiny-llama"]["variants"]}
     assert set(variants) == {"static-cache", "threads-1"}
     for v in variants.values():
@@ -66,7 +68,7 @@ def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkey
     page = (out / "PERF.md").read_text(encoding="utf-8")
     assert "## Targets" in page and "run_all against stock lm_eval" in page and "Training throughput" in page
     assert "| 4 | trainer ≥ 1.5x TRL defaults" in page
-    assert "static KV cache" in page and "answers changed" in page
+    assert "static KV cache" in page and "answers changed" in page and "with the prompt tokens" in page
 
 
 def test_perf_precision_section_compares_8bit_with_bf16_scores_and_time(tiny_bench, tmp_path, monkeypatch):

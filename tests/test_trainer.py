@@ -266,6 +266,26 @@ def test_lm_head_scores_only_the_completion_and_the_loss_is_unchanged(trained, d
         torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-5)
 
 
+def test_accumulation_splits_a_step_without_changing_the_run(trained, data, workdir, bench_cache):
+    """Batch 1 x 2 accumulation against batch 2: the same examples per step in the same order (the length-grouped
+    sampler groups by batch x accumulation) and the same losses and adapter, with half the activations.
+    The SmolLM2 recipes rely on it to train under 8 GB on the CPU."""
+    import torch
+
+    whole = trained("tiny-llama")
+    split = run_trainer(workdir / "tiny-llama-accumulated",
+                        tiny_recipe(data.law, per_device_train_batch_size=1, gradient_accumulation_steps=2,
+                                    train_sampling_strategy="group_by_length", save_steps=100), cache=bench_cache)
+    grouped = run_trainer(workdir / "tiny-llama-grouped",
+                          tiny_recipe(data.law, train_sampling_strategy="group_by_length", save_steps=100),
+                          cache=bench_cache)
+    assert split.stats["steps"] == grouped.stats["steps"] == whole.stats["steps"]
+    assert split.losses == pytest.approx(grouped.losses, rel=1e-4)
+    a, b = lora_tensors(grouped.adapter), lora_tensors(split.adapter)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-5)
+
+
 def test_resume_refuses_checkpoints_of_a_changed_recipe(trained, data, workdir, bench_cache):
     """Edit the recipe, rerun into the same output_dir: a clear error names what changed; nothing is trained."""
     full = trained("tiny-llama")
@@ -319,6 +339,27 @@ def test_fact_probe_picks_taught_articles_over_the_laws():
         taught = [r["respuesta"] for r in rows if r["ley"] == t["ley"] and t["articulos"][0] in r["articulos"]]
         assert all(any(contains(a, f) for a in taught) for f in t["hechos_clave"]), t["id"]
     assert all(facts and all(contains(r["respuesta"], f) for f in facts) for r, facts in scored)
+
+
+def test_fact_probe_paraphrases_keep_the_answer_and_refuse_test_wording(tmp_path):
+    """--paraphrases: reworded questions train with the pair's own answer; unknown ids and test n-grams fail."""
+    from benchmark import lawdata
+    from benchmark.lawdata import DataError
+    from training.fact_probe import pick_articles, paraphrase_rows, probe_sets
+
+    train_rows, test_rows = lawdata.load_split("train"), lawdata.load_split("test")
+    rows, _, tests = probe_sets(train_rows, test_rows, pick_articles(train_rows, test_rows, 2))
+    good = write_jsonl(tmp_path / "good.jsonl", [{"id": rows[0]["id"], "preguntas": ["¿Otra forma de preguntarlo?",
+                                                                                   "Un caso concreto: ¿qué aplica?"]}])
+    extra = paraphrase_rows(rows, good, test_rows)
+    assert [r["pregunta"] for r in extra] == ["¿Otra forma de preguntarlo?", "Un caso concreto: ¿qué aplica?"]
+    assert all(r["respuesta"] == rows[0]["respuesta"] and r["id"] != rows[0]["id"] for r in extra)
+    unknown = write_jsonl(tmp_path / "unknown.jsonl", [{"id": "no-such-row", "preguntas": ["¿Algo?"]}])
+    with pytest.raises(DataError, match="unknown.jsonl:1: field 'id'"):
+        paraphrase_rows(rows, unknown, test_rows)
+    leaked = write_jsonl(tmp_path / "leaked.jsonl", [{"id": rows[0]["id"], "preguntas": [tests[0]["pregunta"]]}])
+    with pytest.raises(DataError, match=f"shares an 8-gram with test item {tests[0]['id']}"):
+        paraphrase_rows(rows, leaked, test_rows)
 
 
 def test_fact_probe_trains_on_the_articles_and_scores_base_and_adapter(data, workdir, bench_cache, monkeypatch):

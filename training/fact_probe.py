@@ -4,6 +4,7 @@
     python -m training.fact_probe ... --train-prompt question      # train on the bare question instead
     python -m training.fact_probe ... -- --lora_r 32 --learning_rate 2e-3   # recipe overrides for training.train
     python -m training.fact_probe ... --eval-only --loss-only --precision 4bit   # the loss on the NF4 base it trained on
+    python -m training.fact_probe ... --paraphrases training/probe_data/paraphrases-10.jsonl   # + reworded questions
 
 It picks N articles whose ``visto`` test items have every key fact stated in a training answer on the same
 article (spread over the laws, the same ones every run), trains the model's law recipe on those articles'
@@ -14,7 +15,9 @@ own prompt (``doc_to_text``), with the base and with the adapter:
 - the ``visto`` test questions of those articles, scored with the task's key-fact recall.
 
 Recall high on training questions and low on test questions: the facts are learnt but reworded questions do
-not retrieve them. Low on both: training does not fit the facts (epochs, learning rate, capacity, prompt).
+not retrieve them. ``--paraphrases`` then adds, for each training pair, other wordings of its question with the
+same answer (a JSONL of ``{"id": training id, "preguntas": [...]}``; none may share an n-gram with a test
+question), to see whether training on several wordings makes the fact retrievable from the test's. Low on both: training does not fit the facts (epochs, learning rate, capacity, prompt).
 It also gives the teacher-forced loss on the training pairs at the evaluation precision, base and adapter:
 a QLoRA adapter is fitted to the NF4-quantized base, and ``--precision 4bit`` against ``bf16`` shows how
 much of the fit survives on the base that evaluation loads. The report is ``report-PRECISION[-loss].json``.
@@ -72,6 +75,36 @@ def probe_sets(train: list[dict], test: list[dict], articles: list[tuple[str, st
     return rows, scored, tests
 
 
+def paraphrase_rows(rows: list[dict], path: Path, test: list[dict]) -> list[dict]:
+    """Copies of ``rows`` with the questions of ``path`` (``{"id", "preguntas"}`` per line) and the same answers.
+
+    Every id must be one of ``rows``; a question that shares an n-gram with a test question is refused, as
+    the data checks refuse it for the training split.
+    """
+    from benchmark.lawdata import OVERLAP_N, DataError, read_jsonl
+    from benchmark.textnorm import ngrams, words
+
+    by_id = {r["id"]: r for r in rows}
+    test_grams = {g: r["id"] for r in test for g in ngrams(words(r["pregunta"]), OVERLAP_N)}
+    out = []
+    for lineno, line in read_jsonl(path):
+        row = by_id.get(line.get("id"))
+        questions = line.get("preguntas")
+        if row is None:
+            raise DataError(f"{path}:{lineno}: field 'id' {line.get('id')!r} is not a training pair of the probed "
+                            "articles; write paraphrases for the ids in train_subset.jsonl")
+        if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
+            raise DataError(f"{path}:{lineno}: field 'preguntas' must be a list of questions")
+        for i, question in enumerate(questions):
+            shared = ngrams(words(question), OVERLAP_N) & test_grams.keys()
+            if shared:
+                gram = next(iter(shared))
+                raise DataError(f"{path}:{lineno}: question {i + 1} shares an {OVERLAP_N}-gram with test item "
+                                f"{test_grams[gram]}: '{' '.join(gram)}'; reword it")
+            out.append({**row, "id": f"{row['id']}-p{i + 1}", "pregunta": question})
+    return out
+
+
 def completion_loss(model, tokenizer, pairs: list[dict]) -> dict:
     """Teacher-forced loss and token accuracy on the completions of prompt/completion pairs (what training minimises)."""
     import torch
@@ -99,6 +132,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=float, default=15, help="epochs over those articles' training pairs")
     parser.add_argument("--train-prompt", choices=["task", "question"], default="task",
                         help="training user message: the task's doc_to_text (what evaluation sends) or the bare question")
+    parser.add_argument("--paraphrases", type=Path, default=None,
+                        help="JSONL of other wordings of the training questions ({id, preguntas}), trained on too")
     parser.add_argument("--output-dir", required=True, help="subset data, checkpoints, adapter and report go here")
     parser.add_argument("--eval-only", action="store_true", help="reuse the adapter already in --output-dir")
     parser.add_argument("--loss-only", action="store_true",
@@ -126,8 +161,9 @@ def main(argv=None) -> int:
     if len(articles) < args.articles:
         parser.error(f"only {len(articles)} articles qualify; ask for at most that many with --articles")
     rows, scored, tests = probe_sets(train_rows, test_rows, articles)
+    extra = paraphrase_rows(rows, args.paraphrases, test_rows) if args.paraphrases else []
     print(f"{len(articles)} articles: {len(rows)} training pairs ({len(scored)} state a test key fact), "
-          f"{len(tests)} visto test items")
+          f"{len(extra)} reworded questions, {len(tests)} visto test items")
 
     adapter = out / "adapter"
     subset = out / "train_subset.jsonl"
@@ -135,7 +171,7 @@ def main(argv=None) -> int:
     if not args.eval_only:
         out.mkdir(parents=True, exist_ok=True)
         subset.write_text("".join(json.dumps({k: r[k] for k in ("id", "ley", "articulos", "pregunta", "respuesta")},
-                                             ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+                                             ensure_ascii=False) + "\n" for r in rows + extra), encoding="utf-8")
         train.main(["--recipe", recipe, "--data_files", str(subset), "--num_train_epochs", str(args.epochs),
                     "--output_dir", str(out / "checkpoints"), "--adapter_dir", str(adapter),
                     "--save_steps", "100000", "--prompt_function", prompt_function, *args.overrides])
@@ -153,6 +189,7 @@ def main(argv=None) -> int:
             "visto test questions": [(r["pregunta"], r["hechos_clave"]) for r in tests]}
     report = {"model": args.model, "articles": [f"{law} {a}" for law, a in articles], "epochs": args.epochs,
               "train_prompt": args.train_prompt, "training_pairs": len(rows), "precision": args.precision,
+              "paraphrases": {"file": str(args.paraphrases), "questions": len(extra)} if args.paraphrases else None,
               "recall": {}, "examples": {}, "training_pairs_loss": {}}
     pairs = [prompt_completion(template, c) for c in train.read_examples([str(subset)], "law", prompt_function)]
 
