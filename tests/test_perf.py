@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from benchmark import perf
@@ -40,18 +41,22 @@ def test_perf_sections_run_end_to_end_on_tiny_llama(tiny_bench, tmp_path, monkey
     for v in variants.values():
         assert v["tok_s"] > 0 and v["answers"] == 2 and 0 <= v["answers_changed"] <= 2 and v["baseline_tok_s"] > 0
 
-    train = record["train"]
+    train = record["train"][str(recipe)]
     for run in train["runs"].values():
         assert run["steps"] == 3 and len(run["losses"]) == 3
         assert 0 < run["tokens_trained"] <= run["tokens_with_padding"] and run["peak_rss_mb"] > 100
     # TRL's defaults pad every batch to its longest row at random; the recipe groups by length
+    assert set(train["runs"]) == {"trainer", "trainer_every_position", "trl_defaults"}
+    # the completion-only LM head changes the work, not the losses (same recipe, same batches)
+    assert train["runs"]["trainer"]["losses"] == pytest.approx(train["runs"]["trainer_every_position"]["losses"],
+                                                               rel=1e-3)
     assert "--max_length 1024" in train["runs"]["trl_defaults"]["command"]
     assert train["runs"]["trl_defaults"]["command"].endswith("--lm_head_completion_only false")
     assert train["speedup"] > 0
     # again in the same work folder: the checkpoints of the first run are not resumed
     assert perf.main(["--sections", "train", "--train-recipe", str(recipe), "--train-steps", "3",
                       "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
-    again = json.loads((out / "perf.json").read_text())["train"]
+    again = json.loads((out / "perf.json").read_text())["train"][str(recipe)]
     assert all(run["steps"] == 3 and len(run["losses"]) == 3 for run in again["runs"].values())
     for name in again["runs"]:
         stats = json.loads((tmp_path / "work" / f"train_{name}" / "adapter" / "training_stats.json").read_text())
