@@ -380,6 +380,11 @@ def test_fact_probe_trains_on_the_articles_and_scores_base_and_adapter(data, wor
     assert set(report["recall"]) == {"training questions", "visto test questions"}
     for scores in report["recall"].values():
         assert scores["n"] > 0 and 0 <= scores["base"] <= 1 and 0 <= scores["adapter"] <= 1
+    for name, scores in report["recall"].items():   # every answer is kept, with its own score
+        for side in ("base", "adapter"):
+            answers = report["answers"][name][side]
+            assert len(answers) == scores["n"] and all(a["question"] and "answer" in a for a in answers)
+            assert sum(a["recall"] for a in answers) / len(answers) == pytest.approx(scores[side], abs=2e-3)
     assert report["training"]["steps"] == 2
     for side in ("base", "adapter"):
         assert report["training_pairs_loss"][side]["loss"] > 0 and 0 <= report["training_pairs_loss"][side]["token_accuracy"] <= 1

@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     report = {"model": args.model, "articles": [f"{law} {a}" for law, a in articles], "epochs": args.epochs,
               "train_prompt": args.train_prompt, "training_pairs": len(rows), "precision": args.precision,
               "paraphrases": {"file": str(args.paraphrases), "questions": len(extra)} if args.paraphrases else None,
-              "recall": {}, "examples": {}, "training_pairs_loss": {}}
+              "recall": {}, "examples": {}, "answers": {}, "training_pairs_loss": {}}
     pairs = [prompt_completion(template, c) for c in train.read_examples([str(subset)], "law", prompt_function)]
 
     def measure(m, side):
@@ -204,6 +204,9 @@ def main(argv=None) -> int:
             scores = [recall(o, facts) for o, (_, facts) in zip(outs, items)]
             report["recall"].setdefault(name, {"n": len(items)})[side] = round(sum(scores) / len(scores), 3)
             report["examples"].setdefault(name, {"question": items[0][0], "facts": items[0][1]})[side] = outs[0]
+            report["answers"].setdefault(name, {})[side] = [
+                {"question": q, "facts": facts, "answer": o, "recall": round(sc, 3)}
+                for (q, facts), o, sc in zip(items, outs, scores)]
 
     measure(model, "base")
     measure(PeftModel.from_pretrained(model, str(adapter)), "adapter")
