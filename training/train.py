@@ -95,6 +95,8 @@ def use_compact_lm_head(enabled: bool = True) -> None:
     import trl.trainer.utils as trl_utils
 
     current = getattr(trl_utils, "_use_triton", None)
+    if current is None and not enabled:
+        return
     if current is None:
         raise RuntimeError("this TRL version has no trl.trainer.utils._use_triton to choose the compact LM head: "
                            "set recipe field 'lm_head_completion_only: false'")
