@@ -169,12 +169,11 @@ def section_generate(args, peaks) -> dict:
     prompts = prompts_for(entry, args.prompts)
     template = load_template(entry.template)
     rows, variants = [], []
-    prompt_tokens = None
     for precision in args.precisions:
         model, tokenizer, _ = load_for_eval(entry, precision)
         params = sum(t.numel() for t in model.parameters())
-        # the prompts' own tokens (no padding): the model runs them too, before the first new token
-        prompt_tokens = sum(len(ids) for ids in tokenizer(prompts).input_ids)
+        if not rows:   # the prompts' own tokens (no padding): the model runs them too, before the first new token
+            prompt_tokens = sum(len(ids) for ids in tokenizer(prompts).input_ids)
         peak = peaks["bf16" if precision == "bf16" else "fp32"]
         for bs in args.batch_sizes:
             baseline = []

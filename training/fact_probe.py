@@ -17,7 +17,8 @@ own prompt (``doc_to_text``), with the base and with the adapter:
 Recall high on training questions and low on test questions: the facts are learnt but reworded questions do
 not retrieve them. ``--paraphrases`` then adds, for each training pair, other wordings of its question with the
 same answer (a JSONL of ``{"id": training id, "preguntas": [...]}``; none may share an n-gram with a test
-question), to see whether training on several wordings makes the fact retrievable from the test's. Low on both: training does not fit the facts (epochs, learning rate, capacity, prompt).
+question), to see whether training on several wordings makes the fact retrievable from the test's.
+Low on both: training does not fit the facts (epochs, learning rate, capacity, prompt).
 It also gives the teacher-forced loss on the training pairs at the evaluation precision, base and adapter:
 a QLoRA adapter is fitted to the NF4-quantized base, and ``--precision 4bit`` against ``bf16`` shows how
 much of the fit survives on the base that evaluation loads. The report is ``report-PRECISION[-loss].json``.
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
     report = {"model": args.model, "articles": [f"{law} {a}" for law, a in articles], "epochs": args.epochs,
               "train_prompt": args.train_prompt, "training_pairs": len(rows), "precision": args.precision,
               "paraphrases": {"file": str(args.paraphrases), "questions": len(extra)} if args.paraphrases else None,
-              "recall": {}, "examples": {}, "answers": {}, "training_pairs_loss": {}}
+              "recall": {}, "answers": {}, "training_pairs_loss": {}}
     pairs = [prompt_completion(template, c) for c in train.read_examples([str(subset)], "law", prompt_function)]
 
     def measure(m, side):
@@ -203,7 +204,6 @@ def main(argv=None) -> int:
                                     desc=f"{side}: {name}")
             scores = [recall(o, facts) for o, (_, facts) in zip(outs, items)]
             report["recall"].setdefault(name, {"n": len(items)})[side] = round(sum(scores) / len(scores), 3)
-            report["examples"].setdefault(name, {"question": items[0][0], "facts": items[0][1]})[side] = outs[0]
             report["answers"].setdefault(name, {})[side] = [
                 {"question": q, "facts": facts, "answer": o, "recall": round(sc, 3)}
                 for (q, facts), o, sc in zip(items, outs, scores)]
