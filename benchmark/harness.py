@@ -11,7 +11,11 @@ truncation, caching) and changes three things:
 * the template's stop strings are added to every request's ``until``;
 * prompts longer than the context are counted, for generation and for
   log-likelihood requests (HFLM truncates them from the left), with a warning,
-  and reported in the results (``benchmark.truncated_prompts``).
+  and reported in the results (``benchmark.truncated_prompts``);
+* progress is shown as one bar per task, with its ETA, in place of lm-eval's one
+  bar per request type; and each answer goes to lm-eval's response cache under
+  the task's own request as soon as it is computed (:class:`TaskProgressHook`),
+  so a run killed half-way through a combination resumes from the last answer.
 
 The model can be switched between adapters between evaluations
 (:meth:`use_adapter`); the base model is loaded once.
@@ -21,12 +25,51 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import Counter, defaultdict
 
+from lm_eval.api.model import hash_args
 from lm_eval.models.huggingface import HFLM
 
 log = logging.getLogger("benchmark")
 TASK_SAMPLING_KEYS = {"do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p", "num_beams",
                       "repetition_penalty", "penalty_alpha", "length_penalty", "no_repeat_ngram_size"}
+
+
+class TaskProgressHook:
+    """Stands in for lm-eval's cache hook while one batch of requests runs.
+
+    HFLM reports every finished request to ``cache_hook.add_partial`` with the
+    arguments it computed (for generation, the adjusted copy: preset keys removed,
+    template stop strings added). This hook
+
+    * stores the answer under the task's *original* request, the key lm-eval's
+      CachingLM looks up on the next run (stored under the adjusted copy, the
+      answers of a killed run were never found again and a half-done combination
+      started from zero), and
+    * advances the bar of the request's task.
+    """
+
+    def __init__(self, inner, attr, requests, sent_args, disable=False):
+        from tqdm.auto import tqdm
+
+        self.inner, self.attr = inner, attr
+        self.pending = defaultdict(list)   # hash of the args HFLM reports -> [(original args, task)]
+        for request, args in zip(requests, sent_args, strict=True):
+            self.pending[hash_args(attr, args)].append((request.args, request.task_name))
+        totals = Counter(request.task_name for request in requests)
+        self.bars = {task: tqdm(total=n, desc=f"{task or 'requests'} ({attr})", unit="req", disable=disable,
+                                dynamic_ncols=True) for task, n in sorted(totals.items(), key=lambda kv: str(kv[0]))}
+
+    def add_partial(self, attr, req, res):
+        queue = self.pending.get(hash_args(attr, req)) if attr == self.attr else None
+        original, task = queue.pop(0) if queue else (req, None)
+        self.inner.add_partial(attr, original, res)
+        if task in self.bars:
+            self.bars[task].update(1)
+
+    def close(self):
+        for bar in self.bars.values():
+            bar.close()
 
 
 class PresetLM(HFLM):
@@ -74,7 +117,22 @@ class PresetLM(HFLM):
             clone = copy.copy(request)
             clone.arguments = (context, gen_kwargs)   # Instance.args is a read-only view
             adjusted.append(clone)
-        return super().generate_until(adjusted, disable_tqdm=disable_tqdm)
+        return self._with_task_progress("generate_until", requests, [c.args for c in adjusted], disable_tqdm,
+                                        lambda: super(PresetLM, self).generate_until(adjusted, disable_tqdm=True))
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self._with_task_progress("loglikelihood", requests, [r.args for r in requests], disable_tqdm,
+                                        lambda: super(PresetLM, self).loglikelihood(requests, disable_tqdm=True))
+
+    def _with_task_progress(self, attr, requests, sent_args, disable_tqdm, call):
+        hook = self.cache_hook
+        self.cache_hook = TaskProgressHook(hook, attr, requests, sent_args,
+                                           disable=disable_tqdm or getattr(self, "rank", 0) != 0)
+        try:
+            return call()
+        finally:
+            self.cache_hook.close()
+            self.cache_hook = hook
 
     def tok_batch_encode(self, strings, padding_side="left", left_truncate_len=None, truncation=False):
         if left_truncate_len:

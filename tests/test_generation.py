@@ -14,6 +14,7 @@ reproduce them token for token on the prepared fp32 checkpoint.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,47 @@ def test_generated_answers_are_found_in_lm_evals_cache_on_the_next_run(registry,
 
     monkeypatch.setattr(lm, "_model_generate", no_generation)
     assert CachingLM(lm, str(tmp_path / "cache.db")).generate_until(requests()) == first
+
+
+def test_a_combination_killed_half_way_resumes_from_its_last_answer(registry, smoke_checkpoints, bench_cache,
+                                                                    tmp_path, monkeypatch, capsys):
+    """Each answer reaches lm-eval's response cache as soon as it is generated, under the task's own request, so
+    a run killed in the middle of a combination's generation (here: an error at the third batch) redoes only the
+    answers it had not given; and every task has its own progress bar."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.model import CachingLM
+
+    from benchmark.harness import PresetLM
+
+    entry = registry.model("tiny-llama")
+    model, tokenizer, _ = load_8bit(registry, bench_cache, "tiny-llama")
+    template = load_template(entry.template)
+
+    def requests():
+        task_kwargs = {"until": ["\n\n"], "max_gen_toks": 5, "do_sample": False, "temperature": 0.0}
+        return [Instance("generate_until", doc={}, arguments=(f"{QUESTION} {i}" + " más" * i, dict(task_kwargs)),
+                         idx=0, metadata=(task, i, 1))
+                for i, task in enumerate(["tarea_a", "tarea_b", "tarea_a", "tarea_b"])]
+
+    lm = PresetLM(model, tokenizer, load_preset(REPO / "presets" / "Deterministic.yaml"), template.stop_strings, batch_size=1)
+    uninterrupted = lm.generate_until(requests())
+    err = capsys.readouterr().err
+    assert re.search(r"tarea_a \(generate_until\).*2/2", err) and re.search(r"tarea_b \(generate_until\).*2/2", err), err
+
+    real, calls = lm._model_generate, []
+
+    def failing_at_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "_model_generate", failing_at_third)
+    with pytest.raises(RuntimeError, match="killed"):
+        CachingLM(lm, str(tmp_path / "cache.db")).generate_until(requests())
+
+    calls.clear()
+    monkeypatch.setattr(lm, "_model_generate", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    resumed = CachingLM(lm, str(tmp_path / "cache.db")).generate_until(requests())
+    assert len(calls) == 2, "the two answers given before the error were generated again"
+    assert resumed == uninterrupted

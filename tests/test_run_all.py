@@ -240,6 +240,18 @@ def test_rerun_with_nothing_changed_loads_no_model(results_copy, tiny_bench, run
         assert re.search(rf"{re.escape(r['model'])}\s+{r['adapter']}\s+{r['seconds'] / 60:.1f}\s", out), out
 
 
+def test_progress_one_bar_for_the_matrix_and_one_per_task_with_an_eta(tiny_bench, tmp_path, run_all_inprocess,
+                                                                      capsys):
+    argv = run_all_args(tiny_bench, tmp_path / "results", adapters=("instruct", "base"))
+    assert run_all_inprocess(tiny_bench.registry, argv) == 0
+    err = capsys.readouterr().err
+    eta = r"\[\d\d:\d\d<\d\d:\d\d"   # tqdm's [elapsed<remaining]
+    assert re.search(rf"combinations: 100%.*2/2 {eta}", err), err
+    # per combination: tiny_mc's 2 documents x 4 choices, tiny_gen's 2 answers
+    assert len(re.findall(rf"tiny_mc \(loglikelihood\): 100%.*8/8 {eta}", err)) == 2, err
+    assert len(re.findall(rf"tiny_gen \(generate_until\): 100%.*2/2 {eta}", err)) == 2, err
+
+
 def test_changed_preset_and_corrupt_results_recompute_only_those(results_copy, tiny_bench, run_all_inprocess,
                                                                   restore_files, caplog):
     before = mtimes(results_copy)
