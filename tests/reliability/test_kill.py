@@ -138,7 +138,7 @@ def test_sigkill_at_four_points_then_resume(tiny_bench, matrix_run, tmp_path):
     first_files = {p.name: p.read_bytes() for p in first.glob("*_*.json*")}
 
     # 2. while the second combination is generating
-    rc, log = run_and_kill_when(argv, env, lambda text: "Running generate_until requests" in text)
+    rc, log = run_and_kill_when(argv, env, lambda text: "tiny_gen (generate_until)" in text)
     assert rc == -signal.SIGKILL, state(out, log)
     assert not (second / "done.json").exists(), state(out, log)
     assert_nothing_half_done_is_valid(out)
