@@ -485,6 +485,7 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
         "template": str(_repo_relative(model_entry.template)), "template_hash": key["template_hash"],
         "preset": preset.name, "preset_hash": key["preset_hash"], "preset_mapping": preset.provenance(),
         "stop_strings": template.stop_strings, "precision": args.precision, "device": str(lm.device),
+        "host": res.host_info(lm.device),
         "checkpoint": str(base_folder), "base_load": {"id": lm.load_id, "seconds": lm.load_seconds},
         "seed": args.seed, "libraries": key["libraries"], "sample": sample_note,
         "samples": samples, "truncated_prompts": lm.truncated_prompts, "generated_tokens": lm.generated_tokens,

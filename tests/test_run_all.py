@@ -162,6 +162,10 @@ def test_provenance(matrix_run, tiny_bench, adapter):
     assert bench["template"] == "templates/Llama-v2-es.yaml"
     assert bench["template_hash"] == res.hash_paths([REPO / "templates" / "Llama-v2-es.yaml"])
     assert bench["libraries"]["torch"] and bench["libraries"]["lm_eval"] and bench["libraries"]["peft"]
+    import torch
+
+    assert bench["host"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert bench["host"]["torch_threads"] == torch.get_num_threads() and bench["host"]["cpu"]
     if adapter == "base":
         assert bench["adapter_hash"] is None and bench["preset"] == "Llama2-seed"
     else:
