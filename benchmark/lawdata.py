@@ -3,11 +3,12 @@
 Used three ways: by the task's loader (bad rows are refused with file and
 line), by the test-suite, and by hand while writing data::
 
-    python -m benchmark.lawdata                # check every split, print a report
-    python -m benchmark.lawdata --corpus ../shared/corpus/ecuador
+    python -m benchmark.lawdata                      # check every split, print a report
+    python -m benchmark.lawdata --law codigo_trabajo # the report for one law's rows only
+    python -m benchmark.lawdata --mc-baselines       # answer-only heuristics on the multiple choice
 
-The corpus is read from ``$ECUADOR_CORPUS`` or ``../shared/corpus/ecuador``
-beside the repository; it is only needed for the grounding checks.
+The corpus is the task's own copy, ``tasks/ecuador_law_es/corpus/`` (``$ECUADOR_CORPUS``
+overrides); it is only needed for the grounding checks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.textnorm import contains, ngrams, normalize, words
+from benchmark import lawfacts
+from benchmark.textnorm import ngrams, normalize, words
 
 REPO = Path(__file__).resolve().parent.parent
 TASK_DIR = REPO / "tasks" / "ecuador_law_es"
@@ -99,8 +101,13 @@ def validate_row(row: dict, split: str, where: str, law_table: dict) -> None:
         raise DataError(f"{where}: field 'tipo' is '{row['tipo']}', expected one of {sorted(TIPOS)}")
     if row["conocimiento"] not in CONOCIMIENTO:
         raise DataError(f"{where}: field 'conocimiento' is '{row['conocimiento']}', expected one of {sorted(CONOCIMIENTO)}")
-    if not 1 <= len(row["hechos_clave"]) <= 3 or not all(isinstance(h, str) and h.strip() for h in row["hechos_clave"]):
-        raise DataError(f"{where}: field 'hechos_clave' must hold 1 to 3 non-empty strings")
+    if not 1 <= len(row["hechos_clave"]) <= 4:
+        raise DataError(f"{where}: field 'hechos_clave' must hold 1 to 4 typed facts")
+    for i, fact in enumerate(row["hechos_clave"]):
+        try:
+            lawfacts.validate_fact(fact, f"{where}: field 'hechos_clave'[{i}]")
+        except lawfacts.FactError as exc:
+            raise DataError(str(exc)) from None
     if len(row["opciones"]) != 4 or not all(isinstance(o, str) and o.strip() for o in row["opciones"]):
         raise DataError(f"{where}: field 'opciones' must hold exactly 4 non-empty strings")
     if len({normalize(o) for o in row["opciones"]}) != 4:
@@ -130,7 +137,7 @@ def load_split(split: str, data_dir: Path = DATA_DIR) -> list[dict]:
 # ---------------------------------------------------------------- corpus ---
 
 def corpus_dir() -> Path:
-    return Path(os.environ.get("ECUADOR_CORPUS", REPO.parent / "shared" / "corpus" / "ecuador"))
+    return Path(os.environ.get("ECUADOR_CORPUS", TASK_DIR / "corpus"))
 
 
 @dataclass
@@ -157,8 +164,8 @@ class Corpus:
 
 
 def raw_words(text: str) -> list[str]:
-    """Tokenisation of the verbatim check (lower-case NFC ``\\w+``, as the repo hook does)."""
-    return re.findall(r"\w+", unicodedata.normalize("NFC", text).lower())
+    """Tokenisation of the verbatim check: lower case, accents folded, punctuation dropped."""
+    return re.findall(r"\w+", lawfacts.fold(unicodedata.normalize("NFC", text)))
 
 
 def copied_run(text: str, corpus: Corpus, n: int = VERBATIM_WORDS) -> str | None:
@@ -186,9 +193,8 @@ def grounding_problems(rows: list[dict], corpus: Corpus) -> list[str]:
             if (row["ley"], art) not in corpus.articles:
                 problems.append(f"{where}: article {art} does not exist in {row['ley']}")
         joined = "\n".join(corpus.text(row["ley"], a) for a in row["articulos"])
-        for fact in row.get("hechos_clave", []):
-            if joined and not contains(joined, fact):
-                problems.append(f"{where}: hecho_clave '{fact}' is not in the text of {row['ley']} art. {row['articulos']}")
+        if joined and "hechos_clave" in row:
+            problems += fact_problems(row, joined)
         for name in ("pregunta", "respuesta", *(["opciones"] if "opciones" in row else [])):
             values = row[name] if isinstance(row[name], list) else [row[name]]
             for value in values:
@@ -198,6 +204,90 @@ def grounding_problems(rows: list[dict], corpus: Corpus) -> list[str]:
         if "conocimiento" in row and not any(a in cited_articles(row["respuesta"]) for a in row["articulos"]):
             problems.append(f"{where}: field 'respuesta' must cite the article (e.g. 'artículo {row['articulos'][0]}')")
     return problems
+
+
+def _numbers_in(text: str) -> set:
+    analysis = lawfacts.analyse(text)
+    return {m.value for m in analysis.numbers} | {f for f, _, _ in analysis.fractions}
+
+
+def fact_problems(row: dict, article_text: str) -> list[str]:
+    """Typed key facts: grounded in the article (or computed from it), not answered by the question,
+    all stated by the reference answer."""
+    from fractions import Fraction
+
+    where, problems = row["_where"], []
+    article = lawfacts.analyse(article_text)
+    article_keys = {t.key for t in article.tokens} | {t.text for t in article.tokens}
+    article_numbers = {m.value for m in article.numbers} | {f for f, _, _ in article.fractions}
+    question_numbers = _numbers_in(row["pregunta"])
+    for i, fact in enumerate(row["hechos_clave"]):
+        label = f"{where}: hecho_clave[{i}] ({lawfacts.fact_label(fact)})"
+        kind = fact["tipo"]
+        if "calculo" in fact:
+            for operand in lawfacts.calculo_operands(fact["calculo"]):
+                value = Fraction(operand)
+                if value not in article_numbers | question_numbers | {0, 1, 100}:
+                    problems.append(f"{label}: 'calculo' operand {operand} is neither in the article nor in the question")
+        elif kind == "concepto":
+            if not any(all(k in article_keys for k in lawfacts._form_keys(f)[0]) for f in fact["formas"]):
+                problems.append(f"{label}: no form has all its words in the text of {row['ley']} art. {row['articulos']}")
+        elif kind == "cantidad" and Fraction(str(fact["valor"])) not in article_numbers:
+            problems.append(f"{label}: {fact['valor']} is not a number of {row['ley']} art. {row['articulos']}; "
+                            "add a 'calculo' that derives it")
+        elif kind == "fraccion" and Fraction(str(fact["valor"])) not in article_numbers:
+            problems.append(f"{label}: {fact['valor']} is not a fraction of the article; add a 'calculo'")
+        elif kind == "fecha" and not lawfacts._date_verdict(article, fact).stated:
+            problems.append(f"{label}: the date is not in the article; add a 'calculo' that derives it")
+        if kind != "veredicto" and lawfacts.fact_verdict(row["pregunta"], fact).stated:
+            problems.append(f"{label}: the question itself states this fact; an echo of the question would earn it")
+        verdict = lawfacts.fact_verdict(row["respuesta"], fact)
+        if verdict.score < 1:
+            why = "contradicts" if verdict.contradicted else "does not state"
+            problems.append(f"{label}: the reference answer {why} its own key fact")
+    if "opciones" in row:
+        for j, option in enumerate(row["opciones"]):
+            if j != row["correcta"] and all(
+                    lawfacts.fact_verdict(option, f).score == 1 for f in row["hechos_clave"]):
+                problems.append(f"{where}: wrong option {j} ({option[:60]!r}) states every key fact; "
+                                "the facts do not tell a right answer from a wrong one")
+    return problems
+
+
+def mc_baselines(rows: list[dict]) -> dict[str, float]:
+    """Accuracy of answer-only heuristics on the multiple choice (ties share the credit).
+
+    Each should sit near chance (25%): a higher figure means the options give the answer away.
+    """
+    def content(text):
+        return {t.key for t in lawfacts.analyse(text).tokens
+                if t.text not in lawfacts.STOPWORDS and re.search(r"\w", t.text)}
+
+    def pick(scores, correct, best=max):
+        target = best(scores)
+        winners = [i for i, v in enumerate(scores) if v == target]
+        return (correct in winners) / len(winners)
+
+    totals = Counter()
+    for r in rows:
+        opts, c = r["opciones"], r["correcta"]
+        lengths = [len(o) for o in opts]
+        sets = [content(o) for o in opts]
+        question = content(r["pregunta"])
+
+        def jaccard(a, b):
+            return len(a & b) / len(a | b) if a | b else 0.0
+
+        similarity = [sum(jaccard(sets[i], sets[j]) for j in range(4) if j != i) for i in range(4)]
+        totals["shortest"] += pick(lengths, c, min)
+        totals["longest"] += pick(lengths, c, max)
+        totals["odd_one_out"] += pick(similarity, c, min)
+        totals["question_overlap"] += pick([len(s & question) for s in sets], c, max)
+        totals["most_similar"] += pick(similarity, c, max)
+    return {k: v / len(rows) for k, v in totals.items()} if rows else {}
+
+
+MC_BASELINE_RANGE = (0.19, 0.31)   # 25% +- 6 points
 
 
 def contamination_problems(train: list[dict], evaluated: list[dict]) -> list[str]:
@@ -242,10 +332,10 @@ def taught_facts(train: list[dict], evaluated: list[dict]) -> tuple[int, int, li
         taught = [t for a in row["articulos"] for t in answers[(row["ley"], a)]]
         for fact in row["hechos_clave"]:
             total += 1
-            if any(contains(t, fact) for t in taught):
+            if any(lawfacts.fact_verdict(t, fact).score == 1 for t in taught):
                 stated += 1
             else:
-                missing.append(f"{row.get('_where') or row['id']}: '{fact}'")
+                missing.append(f"{row.get('_where') or row['id']}: {lawfacts.fact_label(fact)}")
     return stated, total, missing
 
 
@@ -268,25 +358,38 @@ def balance_problems(rows: list[dict], split: str) -> list[str]:
     return problems
 
 
-def report(corpus: Corpus | None) -> tuple[dict, list[str]]:
+def report(corpus: Corpus | None, law: str | None = None) -> tuple[dict, list[str]]:
     splits = {s: load_split(s) for s in SPLITS}
-    problems = contamination_problems(splits["train"], splits["test"] + splits["validation"])
+    mine = {s: [r for r in rows if law is None or r["ley"] == law] for s, rows in splits.items()}
+    problems = contamination_problems(splits["train"], mine["test"] + mine["validation"])
     for s in ("test", "validation"):
         problems += balance_problems(splits[s], s)
     if corpus is not None:
         for s in SPLITS:
-            problems += grounding_problems(splits[s], corpus)
+            problems += grounding_problems(mine[s], corpus)
     return splits, problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=None, help="law corpus folder (default: $ECUADOR_CORPUS or ../shared/corpus/ecuador)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="law corpus folder (default: $ECUADOR_CORPUS or tasks/ecuador_law_es/corpus)")
     parser.add_argument("--no-corpus", action="store_true", help="skip the grounding checks")
+    parser.add_argument("--law", choices=sorted(laws()), help="check only this law's rows (grounding, facts)")
+    parser.add_argument("--mc-baselines", action="store_true",
+                        help="print the answer-only multiple-choice baselines per split (and per law with --law)")
     args = parser.parse_args(argv)
+    if args.mc_baselines:
+        lo, hi = MC_BASELINE_RANGE
+        for s in ("test", "validation"):
+            rows = [r for r in load_split(s) if args.law is None or r["ley"] == args.law]
+            figures = mc_baselines(rows)
+            flags = {k: ("" if lo <= v <= hi or k == "most_similar" else "  <- outside 25% +- 6") for k, v in figures.items()}
+            print(f"{s} ({len(rows)} items): " + ", ".join(f"{k} {v:.1%}{flags[k]}" for k, v in figures.items()))
+        return 0
     corpus = None if args.no_corpus else Corpus.load(args.corpus)
     try:
-        splits, problems = report(corpus)
+        splits, problems = report(corpus, args.law)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

