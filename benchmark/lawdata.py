@@ -41,10 +41,12 @@ CONOCIMIENTO = {"visto", "nuevo"}
 VERBATIM_WORDS = 12   # a run this long copied from the corpus is refused
 OVERLAP_N = 8         # test/validation questions share no 8-gram with training text
 _ARTICLE_NUMBER = r"\d+(?:\.\d+)?(?:-[A-Z])?"
-# "artículo 6", "art. 6", "Art 6-A"; plural forms may list several: "artículos 5 y 6", "arts. 5, 6 y 7".
-_LIST_SEPARATOR = r"\s*(?:,\s*(?:[ye]\b)?|\b[ye]\b)\s*"   # ", " or " y " or ", y "
+# "artículo 6", "art. 6", "Art 6-A"; plural forms list several: "artículos 5 y 6", "arts. 5, 6 y 7";
+# ranges: "artículos 5 a 8", "arts. 5 al 8". Numbers in words are read as digits first (text2num).
+_LIST_SEPARATOR = r"\s*(?:,\s*(?:[ye]\b)?|\b[ye]\b|\ba(?:l)?\b)\s*"   # ", ", " y ", ", y ", " a ", " al "
 CITATION = re.compile(rf"\b(?:art[íi]culos|arts\.?)\s*({_ARTICLE_NUMBER}(?:{_LIST_SEPARATOR}{_ARTICLE_NUMBER})*)"
                       rf"|\bart(?:[íi]culo|\.)?\s*({_ARTICLE_NUMBER})", re.IGNORECASE)
+MAX_RANGE = 30   # "arts. 5 al 8" expands; a longer span is read as its two ends only
 
 
 class DataError(ValueError):
@@ -178,9 +180,67 @@ def copied_run(text: str, corpus: Corpus, n: int = VERBATIM_WORDS) -> str | None
 
 
 def cited_articles(text: str) -> list[str]:
-    """Article numbers cited in ``text``, in order ("artículos 5 y 6" gives both)."""
-    return [number for match in CITATION.finditer(text or "")
-            for number in re.findall(_ARTICLE_NUMBER, match.group(1) or match.group(2))]
+    """Article numbers cited in ``text``, in order ("artículos 5 y 6", "arts. 5 al 7", "artículo quince")."""
+    return [number for _, numbers in cited_spans(text) for number in numbers]
+
+
+def cited_spans(text: str) -> list[tuple[int, list[str]]]:
+    """(offset in the digit-normalised text, article numbers) for each citation in ``text``."""
+    from text_to_num import alpha2digit
+
+    text = alpha2digit(text or "", "es", threshold=0) if re.search(r"(?i)\bart", text or "") else (text or "")
+    out = []
+    for match in CITATION.finditer(text):
+        body = match.group(1) or match.group(2)
+        numbers = re.findall(_ARTICLE_NUMBER, body)
+        for a, b in re.findall(rf"({_ARTICLE_NUMBER})\s+al?\s+({_ARTICLE_NUMBER})", body):
+            if a.isdigit() and b.isdigit() and 0 < int(b) - int(a) <= MAX_RANGE:
+                numbers += [str(n) for n in range(int(a) + 1, int(b))]
+        out.append((match.end(), numbers))
+    return out
+
+
+def _named_law(text: str, after: int, table: dict) -> str | None:
+    """The law named right after a citation ("artículo 5 del Código del Trabajo"), by its aliases."""
+    window = lawfacts.fold(text[after:after + 90])
+    best = None
+    for ley, info in table.items():
+        for alias in info.get("alias", []):
+            m = re.search(rf"\b{re.escape(lawfacts.fold(alias))}\b", window)
+            if m and m.start() < 25 and (best is None or len(alias) > best[1]):
+                best = (ley, len(alias))
+    return best[0] if best else None
+
+
+def citation_scores(answer: str, ley: str, articulos: list[str]) -> tuple[float, float]:
+    """(cites a right article of the right law, cites articles but none of them right).
+
+    A citation counts for the item's law unless another law is named right after it
+    ("artículo 5 del Código Tributario" on a labour item is a wrong citation). The two
+    texts of the Constitution share their names, so either one counts for the other.
+    """
+    from text_to_num import alpha2digit
+
+    table = laws()
+    text = alpha2digit(answer or "", "es", threshold=0) if re.search(r"(?i)\bart", answer or "") else (answer or "")
+    same = {ley} | ({"constitucion_2008", "constitucion_vigente_2021"} if ley.startswith("constitucion") else set())
+    right_any = cited = False
+    for end, numbers in cited_spans(answer):
+        named = _named_law(text, end, table)
+        law_ok = named is None or named in same
+        cited = cited or bool(numbers)
+        if law_ok and set(numbers) & set(articulos):
+            right_any = True
+    return float(right_any), float(cited and not right_any)
+
+
+def dump_facts(facts: list[dict]) -> str:
+    """Typed facts as the JSON string the lm-eval dataset stores (their keys differ by type)."""
+    return json.dumps(facts, ensure_ascii=False)
+
+
+def load_facts(facts) -> list[dict]:
+    return json.loads(facts) if isinstance(facts, str) else list(facts)
 
 
 # ---------------------------------------------------------------- checks ---
@@ -358,9 +418,9 @@ def balance_problems(rows: list[dict], split: str) -> list[str]:
     return problems
 
 
-def report(corpus: Corpus | None, law: str | None = None) -> tuple[dict, list[str]]:
+def report(corpus: Corpus | None, laws_: list[str] | None = None) -> tuple[dict, list[str]]:
     splits = {s: load_split(s) for s in SPLITS}
-    mine = {s: [r for r in rows if law is None or r["ley"] == law] for s, rows in splits.items()}
+    mine = {s: [r for r in rows if not laws_ or r["ley"] in laws_] for s, rows in splits.items()}
     problems = contamination_problems(splits["train"], mine["test"] + mine["validation"])
     for s in ("test", "validation"):
         problems += balance_problems(splits[s], s)
@@ -375,14 +435,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=None,
                         help="law corpus folder (default: $ECUADOR_CORPUS or tasks/ecuador_law_es/corpus)")
     parser.add_argument("--no-corpus", action="store_true", help="skip the grounding checks")
-    parser.add_argument("--law", choices=sorted(laws()), help="check only this law's rows (grounding, facts)")
+    parser.add_argument("--law", nargs="+", choices=sorted(laws()), metavar="LAW",
+                        help=f"check only these laws' rows (grounding, facts); one of {sorted(laws())}")
     parser.add_argument("--mc-baselines", action="store_true",
                         help="print the answer-only multiple-choice baselines per split (and per law with --law)")
     args = parser.parse_args(argv)
     if args.mc_baselines:
         lo, hi = MC_BASELINE_RANGE
         for s in ("test", "validation"):
-            rows = [r for r in load_split(s) if args.law is None or r["ley"] == args.law]
+            rows = [r for r in load_split(s) if not args.law or r["ley"] in args.law]
             figures = mc_baselines(rows)
             flags = {k: ("" if lo <= v <= hi or k == "most_similar" else "  <- outside 25% +- 6") for k, v in figures.items()}
             print(f"{s} ({len(rows)} items): " + ", ".join(f"{k} {v:.1%}{flags[k]}" for k, v in figures.items()))

@@ -119,7 +119,7 @@ def _nlp():
 def _key(lemma: str) -> str:
     """Comparison key of a lemma: folded, gender/number ending dropped ("arancelaria" = "arancelario")."""
     k = fold(lemma)
-    if len(k) > 4 and k.endswith("s") and not k.endswith("is"):
+    if len(k) > 3 and k.endswith("s") and not k.endswith("is"):
         k = k[:-1]
     if len(k) > 4 and k[-1] in "ao":
         k = k[:-1]

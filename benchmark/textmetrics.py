@@ -29,6 +29,7 @@ also pass our own tokenizer: rouge_score's default tokenizer keeps only
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -161,6 +162,26 @@ def spanish_score(text: str) -> float | None:
     if lang == "und":
         return None
     return 1.0 if lang == "es" else 0.0
+
+
+FOREIGN_MIN_WORDS = 5       # shorter answers ("Treinta días (art. 116)") are never rejected
+FOREIGN_MAX_SPANISH = 0.05  # rejected only when the classifier gives Spanish less than this probability
+
+
+def foreign_language(text: str) -> bool:
+    """True when ``text`` is confidently not Spanish.
+
+    Used as a gate by the law task: an answer in Portuguese or English scores nothing even when
+    its digits match. The test is the probability of Spanish itself (among :data:`LANGUAGES`),
+    not the top label: short Spanish is often labelled Galician or Italian while Spanish keeps
+    a fair share of the probability, whereas a Portuguese or English sentence leaves Spanish
+    next to nothing. Answers of fewer than :data:`FOREIGN_MIN_WORDS` words are never rejected.
+    """
+    clean = unicodedata.normalize("NFC", _clean(text))
+    if len(re.findall(r"[^\W\d_]{2,}", clean)) < FOREIGN_MIN_WORDS:
+        return False
+    spanish = dict(_identifier().rank(clean)).get("es", 0.0)
+    return spanish < FOREIGN_MAX_SPANISH
 
 
 # --------------------------------------------------------------------------- exact match

@@ -1,8 +1,8 @@
 """tasks/ecuador_law_es: the data (sizes, grounding, decontamination, balance), the scorers, bad rows,
 and the stock ``lm_eval`` command line on the prepared 8-bit SmolLM2 with a PEFT adapter.
 
-The grounding checks read the law corpus at ``../shared/corpus/ecuador`` beside
-the repository (``$ECUADOR_CORPUS`` overrides), through benchmark.lawdata.
+The grounding checks read the task's own copy of the law corpus,
+``tasks/ecuador_law_es/corpus/`` (``$ECUADOR_CORPUS`` overrides), through benchmark.lawdata.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import lawdata
+from benchmark import lawdata, lawfacts
 from benchmark.lawdata import DataError
 from benchmark.registry import REPO
-from benchmark.textnorm import normalize
 
 TASKS = REPO / "tasks"
 TASK_DIR = TASKS / "ecuador_law_es"
@@ -123,9 +122,12 @@ def test_visto_key_facts_are_taught_by_training_answers(splits):
     assert stated / total >= 0.80, missing[:10]
     # The count is real: a fact no training answer states is missing, a stated one is not.
     train = [{"ley": "codigo_trabajo", "articulos": ["15"], "respuesta": "Hasta noventa (90) días de prueba."}]
-    rows = [_row(id="a", hechos_clave=["90 días", "quince días"]), _row(id="b", conocimiento="nuevo", hechos_clave=["x"]),
-            _row(id="c", articulos=["16"], hechos_clave=["noventa días"])]
-    assert lawdata.taught_facts(train, rows) == (1, 3, ["made-up.jsonl:1: 'quince días'", "made-up.jsonl:1: 'noventa días'"])
+    days = {"tipo": "cantidad", "valor": 90, "unidad": "dia"}
+    fifteen = {"tipo": "cantidad", "valor": 15, "unidad": "dia"}
+    rows = [_row(id="a", hechos_clave=[days, fifteen]), _row(id="b", conocimiento="nuevo", hechos_clave=[days]),
+            _row(id="c", articulos=["16"], hechos_clave=[days])]
+    assert lawdata.taught_facts(train, rows) == (1, 3, ["made-up.jsonl:1: cantidad=15 dia",
+                                                         "made-up.jsonl:1: cantidad=90 dia"])
 
 
 @pytest.mark.parametrize(("correct", "options", "expected"), [
@@ -143,8 +145,11 @@ def test_balance_check_catches(correct, options, expected):
 # ------------------------------------------------------------------------------------ scorers ---
 
 DOC = {
+    "ley": "codigo_trabajo",
     "articulos": ["15"],
-    "hechos_clave": ["noventa días", "contrato de plazo indefinido"],
+    "hechos_clave": lawdata.dump_facts([{"tipo": "cantidad", "valor": 90, "unidad": "dia"},
+                                        {"tipo": "concepto", "formas": ["contrato de plazo indefinido",
+                                                                        "contrato indefinido"]}]),
     "respuesta": "Según el artículo 15 del Código del Trabajo, en el primer contrato de plazo indefinido el período "
                  "de prueba dura como máximo noventa días.",
 }
@@ -167,9 +172,13 @@ DOC = {
      "dura no máximo noventa dias.", 0.0, 0.0, 0.0),
     ("", 0.0, 0.0, 0.0),
     ("   \n", 0.0, 0.0, 0.0),
+    ("Según el artículo 15 del Código del Trabajo, en el contrato indefinido no son noventa días sino treinta.",
+     0.5, 1.0, 0.0),
+    ("Según el artículo 15 del Código Tributario, en el contrato indefinido son noventa días.", 1.0, 0.0, 1.0),
+    ("Según el artículo quince, en un contrato indefinido la prueba dura 90 días.", 1.0, 1.0, 0.0),
 ], ids=["perfect", "digits-for-words", "no-accents-upper-case", "artículos-list", "arts-list-one-fact",
         "wrong-article", "wrong-number", "no-citation", "english", "portuguese", "portuguese-art-15", "empty",
-        "blank"])
+        "blank", "contradicted-number", "right-article-wrong-law", "article-in-words"])
 def test_qa_scores_on_hand_made_answers(answer, recall, right, wrong):
     scores = utils.process_results(DOC, [answer])
     assert scores["hechos_recall"] == pytest.approx(recall)
@@ -182,20 +191,21 @@ def test_qa_scores_on_hand_made_answers(answer, recall, right, wrong):
         assert scores["rougeL"] == 0.0 and utils.chrfpp_aggregate([scores["chrf_pp"]]) == 0.0
 
 
-@pytest.mark.parametrize(("digits", "words"), [
-    ("15 días", "quince días"),
-    ("21 días", "veintiún días"),
-    ("16 años", "dieciséis años"),
-    ("250 dólares", "doscientos cincuenta dólares"),
-    ("1.000 dólares", "mil dólares"),
-    ("12,5%", "doce coma cinco por ciento"),
-    ("USD 3.662,75", "USD tres mil seiscientos sesenta y dos coma setenta y cinco"),
+@pytest.mark.parametrize(("digits", "words", "unit"), [
+    ("15 días", "quince días", "dia"),
+    ("21 días", "veintiún días", "dia"),
+    ("21 días", "veinte y un días", "dia"),
+    ("16 años", "dieciséis años", "ano"),
+    ("250 dólares", "doscientos cincuenta dólares", "usd"),
+    ("USD 1.000", "mil dólares", "usd"),
+    ("12,5%", "doce coma cinco por ciento", "por_ciento"),
 ])
-def test_numbers_in_words_match_digits(digits, words):
-    assert normalize(digits) == normalize(words)
-    assert utils.key_fact_recall(f"El plazo es de {words}.", [digits]) == 1.0
-    assert utils.key_fact_recall(f"El plazo es de {digits}.", [words]) == 1.0
-    assert utils.key_fact_recall("El plazo es de 17 días.", [digits]) == 0.0
+def test_numbers_in_words_match_digits(digits, words, unit):
+    value = lawfacts.analyse(digits).numbers[0].value
+    fact = [{"tipo": "cantidad", "valor": str(value), "unidad": unit}]
+    assert utils.key_fact_recall(f"El plazo es de {words}.", fact) == 1.0
+    assert utils.key_fact_recall(f"El plazo es de {digits}.", fact) == 1.0
+    assert utils.key_fact_recall("El plazo es de 17 días.", fact) == 0.0
 
 
 def test_process_results_gives_every_metric_of_the_yaml():
@@ -216,7 +226,7 @@ VALID = {
     "articulos": ["15"], "tipo": "basica", "tema": "Período de prueba",
     "pregunta": "¿Hasta cuándo puede extenderse la etapa de prueba de un primer contrato indefinido?",
     "respuesta": "Hasta noventa días, según el artículo 15 del Código del Trabajo.",
-    "hechos_clave": ["noventa días"],
+    "hechos_clave": [{"tipo": "cantidad", "valor": 90, "unidad": "dia"}],
     "opciones": ["Noventa días", "Seis meses", "Treinta días", "Un año"], "correcta": 0, "conocimiento": "nuevo",
 }
 
@@ -251,10 +261,19 @@ def write_split(data_dir: Path, split: str, lines: list[bytes], name: str = "row
     ("test", [line(ley="codigo_civil")], 1, "field 'ley' is 'codigo_civil'"),
     ("validation", [line(conocimiento="quizas")], 1, "field 'conocimiento' is 'quizas'"),
     ("test", [line(opciones=["a", "b", "c"])], 1, "field 'opciones' must hold exactly 4"),
-    ("test", [line(hechos_clave=[])], 1, "field 'hechos_clave' must hold 1 to 3"),
+    ("test", [line(hechos_clave=[])], 1, "field 'hechos_clave' must hold 1 to 4"),
+    ("test", [line(hechos_clave=["noventa días"])], 1, "each key fact must be an object with a 'tipo'"),
+    ("test", [line(hechos_clave=[{"tipo": "cifra", "valor": 90}])], 1, "field 'tipo' is 'cifra'"),
+    ("test", [line(hechos_clave=[{"tipo": "concepto"}])], 1, "a 'concepto' fact needs 'formas'"),
+    ("test", [line(hechos_clave=[{"tipo": "fecha", "valor": "31/12/2024"}])], 1, "must be 'YYYY-MM-DD' or '--MM-DD'"),
+    ("test", [line(hechos_clave=[{"tipo": "cantidad", "valor": 900, "unidad": "usd", "calculo": "3000 * 20 / 100"}])],
+     1, "gives 600, not 'valor' 900"),
+    ("test", [line(hechos_clave=[{"tipo": "cantidad", "valor": 9, "calculo": "__import__('os')"}])], 1,
+     "'calculo' may use numbers"),
 ], ids=["missing-field", "train-row-ok", "train-missing-field", "correcta-4", "correcta-negative", "correcta-bool",
         "duplicate-id", "not-utf8", "invalid-json", "not-an-object", "wrong-version", "unknown-law",
-        "bad-conocimiento", "three-options", "no-key-facts"])
+        "bad-conocimiento", "three-options", "no-key-facts", "untyped-fact", "unknown-fact-type", "concept-without-forms",
+        "bad-date", "wrong-calculation", "calculation-with-code"])
 def test_bad_rows_are_refused_with_file_and_line(split, lines, bad_line, expected, tmp_path):
     path = write_split(tmp_path, split, lines)
     if expected is None:
@@ -285,11 +304,20 @@ def test_empty_split_folder_is_refused(tmp_path):
     ({"articulos": ["9999"]}, "article 9999 does not exist in codigo_trabajo"),
     ({"ley": "codigo_tributario", "version": lawdata.laws()["codigo_tributario"]["version"], "articulos": ["15-Z"]},
      "article 15-Z does not exist in codigo_tributario"),
-    ({"hechos_clave": ["ciento ochenta días"]}, "hecho_clave 'ciento ochenta días' is not in the text"),
+    ({"hechos_clave": [{"tipo": "cantidad", "valor": 180, "unidad": "dia"}]}, "180 is not a number of codigo_trabajo"),
+    ({"hechos_clave": [{"tipo": "concepto", "formas": ["Superintendencia de Bancos"]}]}, "no form has all its words"),
+    ({"pregunta": "¿Son noventa días el máximo de la prueba?"}, "the question itself states this fact"),
+    ({"respuesta": "Según el artículo 15 del Código del Trabajo, no son noventa días sino treinta."},
+     "the reference answer contradicts its own key fact"),
+    ({"opciones": ["Seis meses", "Hasta 90 días", "Treinta días", "Un año"]}, "wrong option 1"),
+    ({"hechos_clave": [{"tipo": "cantidad", "valor": 900, "unidad": "usd", "calculo": "3000 * 30 / 100"}],
+      "respuesta": "Según el artículo 15 del Código del Trabajo, son USD 900."}, "operand 3000 is neither"),
     ({"respuesta": "Hasta noventa días, según el Código del Trabajo."}, "field 'respuesta' must cite the article"),
     ({"pregunta": "¿Es cierto que los preceptos de este Código regulan las relaciones entre empleadores y "
                   "trabajadores y se aplican a las diversas modalidades?"}, "field 'pregunta' copies 12+ words"),
-], ids=["valid", "missing-article", "missing-article-other-law", "unsupported-fact", "no-citation", "verbatim-copy"])
+], ids=["valid", "missing-article", "missing-article-other-law", "unsupported-number", "unsupported-concept",
+        "echo-of-question", "reference-contradicts", "wrong-option-states-facts", "ungrounded-calculation",
+        "no-citation", "verbatim-copy"])
 def test_grounding_problems_are_listed(changes, expected, tmp_path, corpus):
     path = write_split(tmp_path, "test", [line(**changes)])
     rows = lawdata.load_split("test", data_dir=tmp_path)
@@ -369,7 +397,7 @@ def test_stock_lm_eval_on_prepared_8bit_with_peft_adapter(smollm2_checkpoints, t
 
 @pytest.mark.parametrize("answer", ["3" + "0" * 130 + " días", "1." + "000." * 12 + "000 dólares", "9" * 16])
 def test_huge_numbers_in_model_output_do_not_crash_the_scorer(answer):
-    """Model output is untrusted: a digit run beyond num2words' range is kept as digits, never an exception."""
+    """Model output is untrusted: any digit run is read as a number, never an exception."""
     scores = utils.process_results(DOC, [answer + " y quince días"])
     assert 0.0 <= scores["hechos_recall"] <= 1.0
-    assert utils.key_fact_recall(answer + " y quince días", ["15 días"]) == 1.0
+    assert utils.key_fact_recall(answer + " y quince días", [{"tipo": "cantidad", "valor": 15, "unidad": "dia"}]) == 1.0

@@ -1,20 +1,21 @@
-"""Glue for the ecuador_law_es tasks: data loading and per-item scores.
+"""Glue for the ecuador_law_es tasks: data loading, prompts and per-item scores.
 
-Data rules live in ``benchmark/lawdata.py`` and text metrics in
-``benchmark/textmetrics.py``; this file only wires them into lm-eval.
+Data rules live in ``benchmark/lawdata.py``, the typed key-fact scorer in
+``benchmark/lawfacts.py`` and text metrics in ``benchmark/textmetrics.py``; this
+file only wires them into lm-eval.
 """
 
 from __future__ import annotations
 
 import datasets
 
-from benchmark import lawdata, textmetrics
-from benchmark.textnorm import contains
+from benchmark import lawdata, lawfacts, textmetrics
 
 FIELDS = ["id", "ley", "version", "articulos", "tipo", "tema", "pregunta", "respuesta",
           "hechos_clave", "opciones", "correcta", "conocimiento"]
 PROMPT = ("Responde en español a esta pregunta sobre la legislación del Ecuador y cita el artículo "
-          "en que se basa la respuesta.\n\nPregunta: {pregunta}\nRespuesta:")
+          "en que se basa la respuesta.\nTexto aplicable: {ley} ({version}).\n\nPregunta: {pregunta}\nRespuesta:")
+MC_PROMPT = "Pregunta sobre la legislación del Ecuador ({ley}, {version}): {pregunta}\nRespuesta:"
 
 
 def load_dataset(conocimiento: str | None = None, **_) -> datasets.DatasetDict:
@@ -24,45 +25,50 @@ def load_dataset(conocimiento: str | None = None, **_) -> datasets.DatasetDict:
         rows = lawdata.load_split(split)  # refuses bad rows with file and line
         if conocimiento:
             rows = [r for r in rows if r["conocimiento"] == conocimiento]
-        splits[split] = datasets.Dataset.from_list([{k: r[k] for k in FIELDS} for r in rows])
+        # Typed facts differ in their keys; the dataset stores them as JSON-shaped dicts per row.
+        splits[split] = datasets.Dataset.from_list(
+            [{**{k: r[k] for k in FIELDS}, "hechos_clave": lawdata.dump_facts(r["hechos_clave"])} for r in rows])
     return datasets.DatasetDict(splits)
 
 
+def _law(doc: dict) -> str:
+    return lawdata.laws()[doc["ley"]]["titulo"]
+
+
 def doc_to_text(doc: dict) -> str:
-    return PROMPT.format(pregunta=doc["pregunta"])
+    return PROMPT.format(pregunta=doc["pregunta"], ley=_law(doc), version=doc["version"])
 
 
 def mc_doc_to_text(doc: dict) -> str:
-    return f"Pregunta sobre la legislación del Ecuador: {doc['pregunta']}\nRespuesta:"
+    return MC_PROMPT.format(pregunta=doc["pregunta"], ley=_law(doc), version=doc["version"])
 
 
-def key_fact_recall(answer: str, facts: list[str]) -> float:
-    """Share of key facts found in the answer (accents, case and numbers in words normalised)."""
-    return sum(contains(answer, fact) for fact in facts) / len(facts) if facts else 0.0
+def fact_scores(answer: str, facts) -> list[float]:
+    """1.0 per key fact the answer states without contradicting it, else 0.0."""
+    return [v.score for v in lawfacts.score_answer(answer, lawdata.load_facts(facts))]
 
 
-def citation_scores(answer: str, articulos: list[str]) -> tuple[float, float]:
-    """(cites one of the right articles, cites only articles that are not the right ones)."""
-    cited = set(lawdata.cited_articles(answer))
-    right = bool(cited & set(articulos))
-    wrong = bool(cited) and not right
-    return float(right), float(wrong)
+def key_fact_recall(answer: str, facts) -> float:
+    """Share of key facts stated and not contradicted (typed matching, see benchmark.lawfacts)."""
+    scores = fact_scores(answer, facts)
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
     answer = (results[0] or "").strip()
-    correct, wrong = citation_scores(answer, doc["articulos"])
-    recall = key_fact_recall(answer, doc["hechos_clave"])
-    if textmetrics.spanish_score(answer) == 0.0:
-        # Empty, or identified as another language: "noventa dias" in Portuguese is no Spanish answer.
-        recall, correct = 0.0, 0.0
+    correct, wrong = lawdata.citation_scores(answer, doc["ley"], doc["articulos"])
+    scores = fact_scores(answer, doc["hechos_clave"])
+    if textmetrics.foreign_language(answer):
+        # An answer in another language is no Spanish answer, whatever its digits match.
+        scores, correct = [0.0] * len(scores), 0.0
     return {
+        "hechos_recall": sum(scores) / len(scores),
+        "hechos_todos": float(all(s == 1.0 for s in scores)),
+        "cita_correcta": correct,
+        "cita_erronea": wrong,
         "chrf_pp": (doc["respuesta"], answer),
         "bleu": (doc["respuesta"], answer),
         "rougeL": textmetrics.rouge_l(answer, doc["respuesta"]),
-        "hechos_recall": recall,
-        "cita_correcta": correct,
-        "cita_erronea": wrong,
     }
 
 
