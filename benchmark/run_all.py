@@ -239,6 +239,15 @@ def stratified_sample(docs, n: int, seed: int = 0) -> list[int]:
 
 # ------------------------------------------------------------------ adapters ---
 
+def resolved_device(device: str | None) -> str:
+    """The device a run uses: the one asked for, else cuda when available, else cpu."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def check_adapter(entry, model_entry, base_folder: Path) -> Path:
     """The adapter folder, after checking it exists and was trained on this base."""
     if entry.path is None:
@@ -356,6 +365,7 @@ def run(args, registry, models) -> int:
                 continue
             plan.append((m, None if a == "base" else a))
     rows, failures = [], []
+    device = resolved_device(args.device)
     bar = tqdm(total=len(plan), desc="combinations", unit="combo")
     for model_entry in models:
         combos = [a for (m, a) in plan if m is model_entry]
@@ -370,6 +380,8 @@ def run(args, registry, models) -> int:
                    "template_hash": res.hash_paths([model_entry.template]), "preset_hash": res.hash_paths([preset_path]),
                    "tasks": task_names, "task_files": res.hash_paths(task_files), "samples": samples,
                    "precision": args.precision, "max_gen_toks": args.max_gen_toks, "seed": args.seed,
+                   # 8-bit answers depend on which rows share a batch, and kernels differ by device.
+                   "batch_size": args.batch_size, "device": device,
                    "libraries": res.library_versions(), "backend": args.backend}
             input_hash = res.sha256_bytes(json.dumps(key, sort_keys=True, default=str).encode())
             hashes[adapter] = (input_hash, key, preset_path)
@@ -485,6 +497,7 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
         "template": str(_repo_relative(model_entry.template)), "template_hash": key["template_hash"],
         "preset": preset.name, "preset_hash": key["preset_hash"], "preset_mapping": preset.provenance(),
         "stop_strings": template.stop_strings, "precision": args.precision, "device": str(lm.device),
+        "batch_size": args.batch_size,
         "host": res.host_info(lm.device),
         "checkpoint": str(base_folder), "base_load": {"id": lm.load_id, "seconds": lm.load_seconds},
         "seed": args.seed, "libraries": key["libraries"], "sample": sample_note,

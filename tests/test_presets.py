@@ -18,7 +18,7 @@ from benchmark.registry import REPO, load_registry
 from benchmark.yamlio import MAX_DEPTH, YamlError
 
 PRESETS = REPO / "presets"
-WEBUI = REPO.parent / "shared" / "webui"
+WEBUI = REPO / "tests" / "fixtures" / "webui"
 WEBUI_PRESETS = sorted(WEBUI.glob("presets*/*.yaml"))
 
 

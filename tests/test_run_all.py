@@ -279,6 +279,20 @@ def test_changed_preset_and_corrupt_results_recompute_only_those(results_copy, t
     assert new_base["results"] == old_base["results"]
 
 
+def test_another_batch_size_recomputes_instead_of_reusing_answers(results_copy, tiny_bench, run_all_inprocess,
+                                                                   caplog):
+    """Answers of one batch size are not reused under another (8-bit answers depend on the batch)."""
+    before = mtimes(results_copy)
+    argv = run_all_args(tiny_bench, results_copy, adapters=("base",))
+    argv[argv.index("--batch-size") + 1] = "2"
+    with caplog.at_level("INFO", logger="benchmark"):
+        assert run_all_inprocess(tiny_bench.registry, argv) == 0
+    assert mtimes(results_copy)["tiny-llama/base/done.json"] != before["tiny-llama/base/done.json"]
+    assert "tiny-llama/base: recomputing (inputs changed)" in caplog.text
+    bench = results_of(results_copy / "tiny-llama" / "base")["benchmark"]
+    assert (bench["batch_size"], bench["device"]) == (2, "cpu")
+
+
 def test_changed_adapter_weights_recompute_that_combo_with_new_scores(results_copy, tiny_bench, run_all_inprocess,
                                                                        restore_files):
     before = mtimes(results_copy)

@@ -30,7 +30,7 @@ from benchmark.templates import (
 )
 from benchmark.yamlio import YamlError
 
-WEBUI = REPO.parent / "shared" / "webui"
+WEBUI = REPO / "tests" / "fixtures" / "webui"
 WEBUI_TEMPLATES = sorted(WEBUI.glob("instruction-templates*/*.yaml"))
 LEGACY = WEBUI / "instruction-templates-2023-12-pre-jinja"
 JINJA_2023 = WEBUI / "instruction-templates-2023-12"
