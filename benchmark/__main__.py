@@ -66,7 +66,7 @@ def cmd_generate(args) -> int:
 
     from benchmark.loading import load_for_eval
     from benchmark.presets import find_preset, load_preset
-    from benchmark.run_all import check_adapter
+    from benchmark.registry import check_adapter
     from benchmark.templates import load_template
 
     if not args.chat and not args.prompt:

@@ -1,4 +1,4 @@
-"""Performance figures for issue 8: the harness against bare transformers, stock lm-eval and the hardware.
+"""Performance figures: the harness against bare transformers, stock lm-eval and the hardware.
 
     python -m benchmark.perf                                   # every section, default sizes
     python -m benchmark.perf --sections generate --model gemma-3-270m --batch-sizes 16 32 64
@@ -344,7 +344,7 @@ def render(record: dict) -> str:
     lines = ["# Performance", "",
              f"Measured by `python -m benchmark.perf` (each section's command below) on {m.get('cpu_count')} CPU cores "
              f"({m.get('processor') or m.get('platform')}), torch {record['versions'].get('torch')}, transformers "
-             f"{record['versions'].get('transformers')}; raw figures in `perf.json`. Issue 8's targets are "
+             f"{record['versions'].get('transformers')}; raw figures in `perf.json`. The performance targets are "
              "checked in the last section.", ""]
     if peaks:
         lines += [f"Matmul peak (1024x1024): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s.", ""]
@@ -362,7 +362,7 @@ def render(record: dict) -> str:
                   + (f" {r['processed_peak_share']:.1%} |" if g.get("prompt_tokens") else "") for r in g["rows"]]
         lines.append("")
         if g.get("prompt_tokens"):
-            lines += [f"Share of matmul peak = new tokens/s × 2 × parameters / peak (the issue's measure). The "
+            lines += [f"Share of matmul peak = new tokens/s × 2 × parameters / peak (the target's measure). The "
                       f"prompts add {g['prompt_tokens']:,} tokens ({g['prompt_tokens'] / g['prompts']:.0f} per "
                       "prompt, padding excluded) that the model also runs; the last column counts them too.", ""]
         if g.get("variants"):
@@ -435,9 +435,8 @@ TRAIN_RUN_NAMES = {"trainer": "trainer", "trainer_every_position": "trainer (LM 
 
 
 def train_sections(record: dict) -> dict:
-    """{recipe: train section}; the first layout kept one section under "train"."""
-    t = record.get("train") or {}
-    return {t["recipe"]: t} if "recipe" in t else dict(t)
+    """{recipe: train section}."""
+    return dict(record.get("train") or {})
 
 
 def precision_costs(pr: dict) -> list[tuple]:
@@ -544,10 +543,6 @@ def main(argv=None) -> int:
 
     record_path = args.out / "perf.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    if "rows" in record:  # the first, generate-only layout
-        record = {"generate": {record["model"]: {k: record[k] for k in ("model", "prompts", "new_tokens", "rows")}
-                               | {"command": record.get("command", "python -m benchmark.perf")}},
-                  "matmul_peak_gflops": record.get("matmul_peak_gflops")}
     record.update(machine={"cpu_count": os.cpu_count(), "platform": platform.platform(),
                            "processor": platform.processor()},
                   versions={"torch": torch.__version__, "transformers": transformers.__version__})

@@ -6,6 +6,7 @@ Every error names the file, the entry and the field, and says what to do.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,22 @@ class AdapterEntry:
     @property
     def location(self) -> str:
         return str(self.path) if self.path else str(self.hub_id)
+
+    def missing_reason(self) -> str | None:
+        """Why this local adapter cannot be loaded (with the command that makes it), or None.
+
+        Cheap (no model, no weights read), so a run can refuse a combination before loading a 7B base.
+        """
+        if self.path is None:
+            return None   # a Hub id: resolved when loaded
+        if (self.path / "adapter_config.json").is_file() and any(
+                (self.path / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")):
+            return None
+        recipe = REPO / "training" / "recipes" / self.model / f"{self.name}.yaml"
+        how = (f"python -m training.train --recipe {recipe.relative_to(REPO)}" if recipe.is_file() else
+               f"python -m training.merge --model {self.model}" if self.name == "merged" else
+               "train it (training/README.md) or fix its path in the registry")
+        return f"adapter '{self.model}/{self.name}': no trained adapter at {self.path}; make it with: {how}"
 
 
 @dataclass(frozen=True)
@@ -158,3 +175,42 @@ def load_registry(path: str | Path | None = None) -> Registry:
             if n not in models:
                 raise RegistryError(f"{path}: suites.{suite} names '{n}', which is not under 'models'")
     return Registry(path=path, models=models, suites={k: list(v or []) for k, v in suites.items()})
+
+
+def check_adapter(entry, model_entry, base_folder: Path) -> Path:
+    """The adapter folder, after checking it exists and was trained on this base."""
+    if entry.path is None:
+        return entry.hub_id
+    folder = entry.path
+    config = folder / "adapter_config.json"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} does not exist; train it "
+                                "(training/README.md), fix its path, or remove it from the registry")
+    if not config.is_file():
+        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} has no "
+                                "adapter_config.json; train it (training/README.md) or remove it from the registry")
+    data = json.loads(config.read_text())
+    base = str(data.get("base_model_name_or_path") or "")
+    accepted = {model_entry.name, str(model_entry.source.get("hub_id")), str(base_folder), str(base_folder.parent / "fp32"), str(base_folder.parent / "int8")}
+    if base and base not in accepted and Path(base).name not in {"fp32", "int8"}:
+        raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{base}', not on "
+                         f"'{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
+    if base and Path(base).name in {"fp32", "int8"} and Path(base).parent.name != model_entry.name:
+        raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{Path(base).parent.name}', not "
+                         f"on '{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
+    # Read the weights' header now: PEFT would first wrap the base model, then fail half-way.
+    weights = folder / "adapter_model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                for name in handle.keys():
+                    handle.get_slice(name)
+        except Exception as exc:
+            raise ValueError(f"adapter '{model_entry.name}/{entry.name}': {weights} is not a readable safetensors "
+                             f"file ({type(exc).__name__}: {str(exc)[:200]}); retrain or re-download it") from None
+    elif not (folder / "adapter_model.bin").is_file():
+        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} has no "
+                                "adapter_model.safetensors; train it (training/README.md) or remove it from the registry")
+    return folder

@@ -248,48 +248,11 @@ def resolved_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def check_adapter(entry, model_entry, base_folder: Path) -> Path:
-    """The adapter folder, after checking it exists and was trained on this base."""
-    if entry.path is None:
-        return entry.hub_id
-    folder = entry.path
-    config = folder / "adapter_config.json"
-    if not folder.is_dir():
-        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} does not exist; train it "
-                                "(training/README.md), fix its path, or remove it from the registry")
-    if not config.is_file():
-        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} has no "
-                                "adapter_config.json; train it (training/README.md) or remove it from the registry")
-    data = json.loads(config.read_text())
-    base = str(data.get("base_model_name_or_path") or "")
-    accepted = {model_entry.name, str(model_entry.source.get("hub_id")), str(base_folder), str(base_folder.parent / "fp32"), str(base_folder.parent / "int8")}
-    if base and base not in accepted and Path(base).name not in {"fp32", "int8"}:
-        raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{base}', not on "
-                         f"'{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
-    if base and Path(base).name in {"fp32", "int8"} and Path(base).parent.name != model_entry.name:
-        raise ValueError(f"adapter '{model_entry.name}/{entry.name}' was trained on '{Path(base).parent.name}', not "
-                         f"on '{model_entry.name}'; retrain it or fix base_model_name_or_path in {config}")
-    # Read the weights' header now: PEFT would first wrap the base model, then fail half-way.
-    weights = folder / "adapter_model.safetensors"
-    if weights.is_file():
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(weights), framework="pt") as handle:
-                for name in handle.keys():
-                    handle.get_slice(name)
-        except Exception as exc:
-            raise ValueError(f"adapter '{model_entry.name}/{entry.name}': {weights} is not a readable safetensors "
-                             f"file ({type(exc).__name__}: {str(exc)[:200]}); retrain or re-download it") from None
-    elif not (folder / "adapter_model.bin").is_file():
-        raise FileNotFoundError(f"adapter '{model_entry.name}/{entry.name}': folder {folder} has no "
-                                "adapter_model.safetensors; train it (training/README.md) or remove it from the registry")
-    return folder
-
-
 def attach(lm, model_entry, entry, base_folder: Path):
     """Load an adapter into the (possibly already PEFT-wrapped) model and activate it."""
     from peft import PeftModel
+
+    from benchmark.registry import check_adapter
 
     folder = check_adapter(entry, model_entry, base_folder)
     try:
@@ -394,6 +357,14 @@ def run(args, registry, models) -> int:
                 if why not in ("not run",):
                     log.info("%s/%s: recomputing (%s)", model_entry.name, adapter or "base", why)
                 pending.append(adapter)
+        # Refuse combinations whose adapter is not there before loading the base (a 7B load takes minutes).
+        for adapter in [a for a in pending if a]:
+            why = model_entry.adapter(adapter).missing_reason()
+            if why:
+                res.mark_failed(res.combo_dir(args.output_dir, model_entry.name, adapter), hashes[adapter][0], why)
+                failures.append((model_entry.name, adapter, why))
+                pending.remove(adapter)
+                bar.update(1)
         if not pending:
             continue
         if args.backend == "vllm":

@@ -427,7 +427,7 @@ def test_bad_inputs_fail_with_non_zero_status(bad_inputs_run):
 @pytest.mark.parametrize("combo, message", [
     ("tiny-llama/instruct", "adapter 'tiny-llama/instruct': {path} is not a readable safetensors file"),
     ("tiny-llama/merged", "adapter 'tiny-llama/merged' was trained on 'tiny-mistral', not on 'tiny-llama'"),
-    ("tiny-mistral/instruct", "adapter 'tiny-mistral/instruct': folder {path} does not exist"),
+    ("tiny-mistral/instruct", "adapter 'tiny-mistral/instruct': no trained adapter at {path}; make it with: "),
 ])
 def test_bad_adapter_is_a_clear_error_naming_it(bad_inputs_run, combo, message):
     folder = bad_inputs_run.out / combo
@@ -437,6 +437,22 @@ def test_bad_adapter_is_a_clear_error_naming_it(bad_inputs_run, combo, message):
             "tiny-llama/merged": None, "tiny-mistral/instruct": bad_inputs_run.out.parent / "never-trained"}[combo]
     assert message.format(path=path) in error
     assert f"FAILED {combo}: " in bad_inputs_run.stdout
+
+
+def test_a_missing_adapter_fails_before_its_base_is_loaded(tiny_bench, tmp_path, run_all_inprocess, monkeypatch,
+                                                          capsys):
+    import benchmark.loading
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the base was loaded for an adapter that does not exist")
+
+    monkeypatch.setattr(benchmark.loading, "load_for_eval", no_loading)
+    llama = {**TINY_LLAMA, "adapters": {"law": {"path": str(tmp_path / "never-trained")}}}
+    registry = write_registry(tmp_path / "registry.yaml", {"tiny-llama": llama}, ["tiny-llama"])
+    assert run_all_inprocess(registry, run_all_args(tiny_bench, tmp_path / "out", adapters=["law"])) == 1
+    error = json.loads((tmp_path / "out" / "tiny-llama" / "law" / "failed.json").read_text())["error"]
+    assert f"no trained adapter at {tmp_path / 'never-trained'}" in error
+    assert "FAILED tiny-llama/law" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("combo", ["tiny-llama/base", "tiny-llama/law", "tiny-mistral/base"])

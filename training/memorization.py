@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     from benchmark.lawdata import cited_articles, read_jsonl
     from benchmark.loading import load_for_eval
     from benchmark.registry import REPO, load_registry
-    from benchmark.run_all import check_adapter
+    from benchmark.registry import check_adapter
     from benchmark.templates import load_template
     from benchmark.textmetrics import corpus_chrfpp
 

@@ -38,7 +38,7 @@ def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), dens
 
     from benchmark.loading import prepare
     from benchmark.registry import AdapterEntry, load_registry
-    from benchmark.run_all import check_adapter
+    from benchmark.registry import check_adapter
     from training.card import save_tokenizer
 
     entry = load_registry().model(model_name)
