@@ -1,5 +1,9 @@
-"""Command line of the benchmark.
+"""Command line of the benchmark: ``es-llm-bench`` (or ``python -m benchmark``).
 
+    es-llm-bench run [run_all options]          # every combination, then the leaderboard (= benchmark/run_all.py)
+    es-llm-bench compare --results DIR ...      # adapter against base, paired bootstrap intervals
+    es-llm-bench leaderboard RESULTS_DIR ...    # rebuild the page from results
+    es-llm-bench chat --model NAME [--adapter law]
     python -m benchmark prepare [--suite embedded] [--models NAME ...] [--cache-dir DIR] [--force]
     python -m benchmark generate --model NAME [--adapter instruct|law|merged] [--preset NAME] [--raw]
                                  --prompt TEXT [--max-new-tokens N]
@@ -25,7 +29,7 @@ from benchmark.registry import REPO, RegistryError, load_registry
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__,
+    parser = argparse.ArgumentParser(prog="es-llm-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="build the 8-bit checkpoints of a suite")
@@ -48,7 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--webui-dir", type=Path, required=True)
     e.add_argument("--models", nargs="+")
     e.add_argument("--suite", default="embedded")
+    for name, (_, text) in PASS_THROUGH.items():
+        sub.add_parser(name, help=text, add_help=False)
+    sub.add_parser("chat", help="interactive chat with one combination (= generate --chat)", add_help=False)
     return parser
+
+
+# Sub-commands that are whole programs of their own: their arguments go to them unchanged.
+PASS_THROUGH = {
+    "run": ("benchmark.run_all", "score every combination and write the leaderboard (see: run --help)"),
+    "compare": ("benchmark.compare", "adapter against its base with paired bootstrap intervals (see: compare --help)"),
+    "leaderboard": ("leaderboard.build", "rebuild the static leaderboard page from results (see: leaderboard --help)"),
+}
 
 
 def cmd_prepare(args) -> int:
@@ -151,6 +166,13 @@ def cmd_export_webui(args) -> int:
 
 
 def main(argv=None) -> int:
+    import importlib
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        return importlib.import_module(PASS_THROUGH[argv[0]][0]).main(argv[1:])
+    if argv and argv[0] == "chat":
+        argv = ["generate", "--chat", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
         return {"prepare": cmd_prepare, "generate": cmd_generate, "export-webui": cmd_export_webui}[args.command](args)

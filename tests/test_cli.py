@@ -33,3 +33,24 @@ def test_export_webui_installs_templates_presets_and_a_note(tmp_path):
     assert (base / "loras" / "smollm2-135m-instruct-law" / "adapter_config.json").is_file()
     note = (base / "es-llm-bench.md").read_text()
     assert "smollm2-135m-instruct-merged | ChatML-es | Contrastive Search" in note
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("run", "--adapters"), ("compare", "--results"), ("leaderboard", "usage: "), ("chat", "--chat"),
+])
+def test_one_entry_point_for_every_command(command, expected, capsys):
+    """`es-llm-bench run|compare|leaderboard|chat` reach the programs behind them, with their own --help."""
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--help"])
+    assert caught.value.code == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_the_installed_script_is_the_same_entry_point():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "es-llm-bench"   # installed by pyproject's [project.scripts]
+    out = subprocess.run([str(script), "run", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--adapters" in out.stdout, out.stderr
