@@ -291,17 +291,49 @@ def vllm_model_args(model_entry, folder: Path, adapter_folder: Path | None, args
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("lm_eval", "lm-eval", "transformers", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        details = route_library_logs(args.output_dir)
         registry = load_registry()
         models = registry.select(args.suite, args.models)
         res.check_writable(args.output_dir)
         with res.RunLock(args.output_dir):
-            return run(args, registry, models)
+            status = run(args, registry, models)
+        print(f"library messages (lm-eval, transformers, bitsandbytes, warnings): {details}")
+        return status
     except (RegistryError, res.ResultsError, ValueError, OSError) as exc:  # OSError: e.g. the disk filled up mid-run
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+LIBRARY_LOGGERS = ("lm_eval", "lm-eval", "transformers", "datasets", "bitsandbytes", "accelerate", "peft",
+                   "py.warnings")
+
+
+def route_library_logs(output_dir: Path) -> Path:
+    """Send the libraries' messages and Python warnings to ``<output-dir>/run_all.log``, not the terminal.
+
+    The terminal keeps the progress bars, our own messages and the summary; lm-eval's per-task
+    notices, transformers' FutureWarnings and bitsandbytes' cast warning go to the file.
+    """
+    import warnings
+
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(output_dir) / "run_all.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")   # each distinct warning once, into the file
+    import lm_eval.utils
+
+    lm_eval.utils._LOGGING_CONFIGURED = True   # lm-eval would add a terminal handler on its first evaluate()
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO if name != "py.warnings" else logging.WARNING)
+    return path
 
 
 def run(args, registry, models) -> int:

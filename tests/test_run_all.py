@@ -256,6 +256,27 @@ def test_progress_one_bar_for_the_matrix_and_one_per_task_with_an_eta(tiny_bench
     assert len(re.findall(rf"tiny_gen \(generate_until\): 100%.*2/2 {eta}", err)) == 2, err
 
 
+def test_library_messages_go_to_the_log_file_not_the_terminal(tiny_bench, tmp_path, run_all_inprocess, capsys):
+    import logging
+
+    def noisy_evaluate(*args, **kwargs):
+        logging.getLogger("lm_eval.api.task").warning("tiny_mc: Custom kwargs can be passed to `--metadata`")
+        return real(*args, **kwargs)
+
+    real = run_all._evaluate
+    run_all._evaluate = noisy_evaluate
+    try:
+        argv = run_all_args(tiny_bench, tmp_path / "results", adapters=("base",))
+        assert run_all_inprocess(tiny_bench.registry, argv) == 0
+    finally:
+        run_all._evaluate = real
+    out = capsys.readouterr()
+    log_file = tmp_path / "results" / "run_all.log"
+    assert "Custom kwargs" not in out.err + out.out
+    assert "Custom kwargs" in log_file.read_text()
+    assert f"library messages (lm-eval, transformers, bitsandbytes, warnings): {log_file}" in out.out
+
+
 def test_changed_preset_and_corrupt_results_recompute_only_those(results_copy, tiny_bench, run_all_inprocess,
                                                                   restore_files, caplog):
     before = mtimes(results_copy)
