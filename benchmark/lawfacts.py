@@ -131,6 +131,7 @@ class Token:
     text: str      # folded surface form
     key: str       # folded lemma key
     sent: int      # sentence index
+    surface: str = ""   # key of the surface form (spaCy lemmatises the same word differently in places)
 
 
 @dataclass
@@ -151,10 +152,32 @@ class Analysis:
     fractions: list[tuple[Fraction, int, bool]]
 
 
+_DENOMINATORS = {"medio": 2, "media": 2, "tercio": 3, "tercera": 3, "cuarto": 4, "cuarta": 4, "quinto": 5,
+                 "quinta": 5, "sexto": 6, "sexta": 6, "septimo": 7, "séptimo": 7, "septima": 7, "séptima": 7,
+                 "octavo": 8, "octava": 8, "décimo": 10, "decimo": 10, "décima": 10, "decima": 10}
+_NUMERATORS = {"un": 1, "una": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "siete": 7, "ocho": 8,
+               "nueve": 9}
+_FRACTION_WORDS = re.compile(
+    r"\b(?:(?P<num>un|una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve)\s+(?P<den>" + "|".join(_DENOMINATORS)
+    + r")s?(?:\s+partes?)?|la\s+(?P<half>mitad)|(?:la\s+)?(?P<den1>tercera|cuarta|quinta|sexta|décima|decima)\s+parte)\b",
+    re.IGNORECASE)
+
+
+def _fraction_digits(m: re.Match) -> str:
+    """"tres cuartas partes" -> "3/4", "la mitad" -> "1/2", "la tercera parte" -> "1/3"."""
+    if m.group("half"):
+        return "1/2"
+    if m.group("den1"):
+        return f"1/{_DENOMINATORS[m.group('den1').lower()]}"
+    return f"{_NUMERATORS[m.group('num').lower()]}/{_DENOMINATORS[m.group('den').lower()]}"
+
+
 def _prepare_numbers(text: str) -> str:
     """Spell-outs into digits with text2num, after the forms it does not read."""
     from text_to_num import alpha2digit
 
+    text = re.sub(r"\s+", " ", text)   # "veinte\ny uno" split over a line break
+    text = _FRACTION_WORDS.sub(_fraction_digits, text)
     text = _ARCHAIC.sub(lambda m: "veinti" + _UNIT_WORDS[m.group(2).lower()], text)
     text = re.sub(r"\bveintiún\b", "veintiuno", text, flags=re.IGNORECASE)
     text = re.sub(r"\bveintiun\b", "veintiuno", text, flags=re.IGNORECASE)
@@ -176,7 +199,7 @@ def _tokenize(text: str) -> list[Token]:
         for t in sent:
             if t.is_space:
                 continue
-            out.append(Token(fold(t.text), _key(t.lemma_ or t.text), i))
+            out.append(Token(fold(t.text), _key(t.lemma_ or t.text), i, _key(t.text)))
     return out
 
 
@@ -185,6 +208,8 @@ def _negated(tokens: list[Token], pos: int) -> bool:
     sent = tokens[pos].sent if pos < len(tokens) else None
     for j in range(max(0, pos - NEG_WINDOW), pos):
         if tokens[j].text in NEGATIONS and tokens[j].sent == sent:
+            if j + 1 < len(tokens) and tokens[j + 1].text in {",", ".", ";", ":"}:
+                continue   # "No, son cinco años": the verdict of a yes/no question, not a denial of the number
             between = {t.text for t in tokens[j + 1:pos]} | {t.key for t in tokens[j + 1:pos]}
             if between & LIMIT_WORDS:
                 return False
@@ -271,18 +296,26 @@ class Verdict:
 
 
 @lru_cache(maxsize=4096)
-def _form_keys(form: str) -> tuple[tuple[str, ...], bool]:
-    """Content-word keys of a form, and whether the form itself is negative ("no puede")."""
+def _form_words(form: str) -> tuple[tuple[frozenset, ...], bool]:
+    """Each content word of a form as its accepted keys (lemma and surface), and whether the form is negative."""
     toks = analyse(form).tokens
     negative = any(t.text in NEGATIONS for t in toks)
-    keys = tuple(t.key for t in toks if t.text not in STOPWORDS and re.search(r"\w", t.text)
-                 and t.text not in NEGATIONS)
-    return keys, negative
+    words = tuple(frozenset({t.key, t.surface, t.text}) for t in toks
+                  if t.text not in STOPWORDS and re.search(r"\w", t.text) and t.text not in NEGATIONS)
+    return words, negative
+
+
+def _form_keys(form: str) -> tuple[tuple[str, ...], bool]:
+    """Content-word lemma keys of a form, and whether the form itself is negative ("no puede")."""
+    words, negative = _form_words(form)
+    toks = [t for t in analyse(form).tokens
+            if t.text not in STOPWORDS and re.search(r"\w", t.text) and t.text not in NEGATIONS]
+    return tuple(t.key for t in toks), negative
 
 
 def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
     """(first token of a match, negated) for each sentence that holds every content word of ``form``."""
-    keys, form_negative = _form_keys(form)
+    keys, form_negative = _form_words(form)
     if not keys:
         return []
     hits = []
@@ -292,7 +325,7 @@ def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
     for idxs in by_sent.values():
         found = []
         for k in keys:
-            where = [i for i in idxs if answer.tokens[i].key == k or answer.tokens[i].text == k]
+            where = [i for i in idxs if {answer.tokens[i].key, answer.tokens[i].surface, answer.tokens[i].text} & k]
             if not where:
                 break
             found.append(min(where))
@@ -308,8 +341,15 @@ def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
 
 
 def _forms_verdict(answer: Analysis, forms: list[str]) -> Verdict:
-    hits = [h for f in forms for h in _form_positions(answer, f)]
-    return Verdict(stated=any(not neg for _, neg in hits), contradicted=any(neg for _, neg in hits))
+    negative = [f for f in forms if _form_words(f)[1]]
+    hits = {f: _form_positions(answer, f) for f in forms}
+    stated = any(not neg for h in hits.values() for _, neg in h)
+    contradicted = any(neg for h in hits.values() for _, neg in h)
+    if contradicted and any(not neg for f in negative for _, neg in hits[f]):
+        # A fact about a prohibition ("no podrá tener participaciones"): its positive words under the
+        # negation are the same statement, not a contradiction.
+        contradicted = any(neg for f in negative for _, neg in hits[f])
+    return Verdict(stated=stated, contradicted=contradicted)
 
 
 def _unit_ok(fact_unit, mention: NumberMention) -> Fraction | None:
