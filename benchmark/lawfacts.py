@@ -146,7 +146,7 @@ class NumberMention:
 @dataclass
 class Analysis:
     text: str
-    tokens: list[Token]
+    tokens: list[Token]          # of the text as written: concepts and verdicts are matched on these
     numbers: list[NumberMention]
     dates: list[tuple[int | None, int, int, int, bool]]  # (year, month, day, token pos, negated)
     fractions: list[tuple[Fraction, int, bool]]
@@ -274,7 +274,10 @@ def analyse(text: str) -> Analysis:
     for m in _DATE_NUMERIC.finditer(folded):
         pos = _token_at(tokens, folded, m.start())
         dates.append((int(m.group(3)), int(m.group(2)), int(m.group(1)), pos, _negated(tokens, pos)))
-    return Analysis(text, tokens, numbers, dates, fractions)
+    # Words are matched on the text as written: text2num turns "una falta grave" into "1 falta grave",
+    # after which spaCy reads "falta" as a verb.
+    words = _tokenize(re.sub(r"\s+", " ", text)) if numeric != text else tokens
+    return Analysis(text, words, numbers, dates, fractions)
 
 
 def _token_at(tokens: list[Token], folded: str, offset: int) -> int:
@@ -323,13 +326,14 @@ def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
     for i, t in enumerate(answer.tokens):
         by_sent.setdefault(t.sent, []).append(i)
     for idxs in by_sent.values():
-        found = []
+        places = []
         for k in keys:
             where = [i for i in idxs if {answer.tokens[i].key, answer.tokens[i].surface, answer.tokens[i].text} & k]
             if not where:
                 break
-            found.append(min(where))
+            places.append(where)
         else:
+            found = _tightest(places)
             first = min(found)
             negated = _negated(answer.tokens, first)
             if form_negative:   # "no puede": the answer must hold the negation itself, before the words
@@ -338,6 +342,15 @@ def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
             else:
                 hits.append((first, negated))
     return hits
+
+
+def _tightest(places: list[list[int]]) -> list[int]:
+    """One position per word, as close together as possible ("no paga ..., puede matricular pagando la
+    multa": the form "pagando la multa" is the second 'pagar', not the negated first one)."""
+    import itertools
+
+    combos = itertools.islice(itertools.product(*places), 500)
+    return list(min(combos, key=lambda c: (max(c) - min(c), min(c))))
 
 
 def _forms_verdict(answer: Analysis, forms: list[str]) -> Verdict:

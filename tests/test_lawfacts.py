@@ -70,6 +70,11 @@ CASES = [
      {"tipo": "concepto", "formas": ["participaciones permanentes", "no podían tener participaciones"]}, True, False),
     ("Sí podían tener participaciones permanentes.",
      {"tipo": "concepto", "formas": ["no podían tener participaciones"]}, False, True),
+    ("Es una falta grave.", {"tipo": "concepto", "formas": ["falta grave"]}, True, False),
+    ("Si no paga en ese mes, puede matricular pagando la multa.",
+     {"tipo": "concepto", "formas": ["pagando la multa"]}, True, False),
+    ("No, es gratuito.", {"tipo": "concepto", "formas": ["gratuito"]}, True, False),
+    ("No es gratuito.", {"tipo": "concepto", "formas": ["gratuito"]}, False, True),
     ("Rige el principio de irretroactividad.", RETRO, True, False),
     ("Rige la irretroactividad, salvo que la ley permita su aplicación retroactiva.", RETRO, True, True),
 ]
