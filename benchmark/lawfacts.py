@@ -66,10 +66,16 @@ LIMIT_WORDS = {"mas", "menos", "mayor", "menor", "superior", "inferior", "excede
                "superiores", "mayores", "menores", "excedera", "excederan", "exceda", "excedan", "podra",
                "podran", "debera", "deberan", "pueda", "puedan"}
 NEG_WINDOW = 3
+# Words that may stand between a negation and what it denies: copulas, modals, pronouns, articles.
+SCOPE_WORDS = {"ser", "es", "son", "era", "eran", "fue", "fueron", "sera", "seran", "sea", "sean", "estar", "esta",
+               "estan", "haber", "hay", "ha", "han", "habra", "poder", "puede", "pueden", "podra", "podran",
+               "deber", "debe", "deben", "debera", "deberan", "se", "lo", "la", "le", "les", "los", "las", "me", "te",
+               "nos", "el", "un", "una", "unos", "unas", "de", "del", "al", "a", "en", "por", "para", "tan", "tanto",
+               "solo", "sino", "que", "ni"}
 STOPWORDS = {
     "el", "la", "los", "las", "lo", "un", "uno", "una", "unos", "unas", "de", "del", "al", "a", "en", "y", "e",
     "o", "u", "que", "por", "para", "con", "se", "su", "sus", "le", "les", "es", "ser", "estar", "haber",
-    "como", "este", "esta", "ese", "esa", "cual", "mismo", "misma", "sobre", "entre", "él", "el", "ella",
+    "como", "este", "esta", "ese", "esa", "cual", "sobre", "entre", "él", "ella",
 }
 _MONTHS = {m: i for i, m in enumerate(
     ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre",
@@ -210,10 +216,13 @@ def _negated(tokens: list[Token], pos: int) -> bool:
         if tokens[j].text in NEGATIONS and tokens[j].sent == sent:
             if j + 1 < len(tokens) and tokens[j + 1].text in {",", ".", ";", ":"}:
                 continue   # "No, son cinco años": the verdict of a yes/no question, not a denial of the number
-            between = {t.text for t in tokens[j + 1:pos]} | {t.key for t in tokens[j + 1:pos]}
-            if between & LIMIT_WORDS:
+            between = tokens[j + 1:pos]
+            if ({t.text for t in between} | {t.key for t in between}) & LIMIT_WORDS:
                 return False
-            return True
+            # The negation must bear on the mention: "no son 30 días", "no es el Presidente", "no puede
+            # crear", but not "si no paga en ocho días" or "la parte no objetada y reclamar".
+            if all(t.text in SCOPE_WORDS or t.key in SCOPE_WORDS for t in between):
+                return True
     # "30 días no, sino 15" / "y no 30": a "sino" right after the mention corrects it
     nxt = [t.text for t in tokens[pos + 1:pos + 4]]
     return "sino" in nxt and "no" in nxt[: nxt.index("sino")]
@@ -223,6 +232,9 @@ def _unit_of(tokens: list[Token], pos: int) -> tuple[str | None, tuple[str, ...]
     before = tokens[pos - 1].text if pos > 0 else ""
     if before in {"usd", "us$", "$"} or (pos > 1 and tokens[pos - 2].text == "us" and before == "$"):
         return "usd", ("usd",)
+    nxt = tokens[pos + 1:pos + 3]
+    if len(nxt) == 2 and nxt[0].text in {"a", "al", "y", "hasta", "o"} and _NUM.fullmatch(nxt[1].text):
+        return _unit_of(tokens, pos + 2)   # "de 30 a 1.500 dólares": both are dollars
     words = []
     for t in tokens[pos + 1:pos + 4]:
         if t.text in {"de", "del"} and not words:
@@ -569,6 +581,16 @@ class _Span:
     __add__ = __radd__
 
 
+def _habiles(d: dt.date, n: int) -> dt.date:
+    """``d`` plus ``n`` business days (Monday to Friday; public holidays are not known)."""
+    n = int(n)
+    while n > 0:
+        d += dt.timedelta(days=1)
+        if d.weekday() < 5:
+            n -= 1
+    return d
+
+
 def _siguiente_habil(d: dt.date) -> dt.date:
     while d.weekday() >= 5:
         d += dt.timedelta(days=1)
@@ -582,6 +604,7 @@ _FUNCS = {
     "meses": lambda n: _Span(months=n),
     "anios": lambda n: _Span(months=12 * n),
     "siguiente_habil": _siguiente_habil,
+    "habiles": _habiles,
     "round": round,
     "min": min,
     "max": max,

@@ -75,6 +75,10 @@ CASES = [
      {"tipo": "concepto", "formas": ["pagando la multa"]}, True, False),
     ("No, es gratuito.", {"tipo": "concepto", "formas": ["gratuito"]}, True, False),
     ("No es gratuito.", {"tipo": "concepto", "formas": ["gratuito"]}, False, True),
+    ("Si el requerido no paga en treinta días, se embargan sus bienes.", DAYS30, True, False),
+    ("La multa va de 30 a 1.500 dólares.", {"tipo": "cantidad", "valor": 30, "unidad": "usd"}, True, False),
+    ("Lo resuelve el mismo organismo.", {"tipo": "concepto", "formas": ["mismo organismo"]}, True, False),
+    ("Lo resuelve otro organismo.", {"tipo": "concepto", "formas": ["mismo organismo"]}, False, False),
     ("Rige el principio de irretroactividad.", RETRO, True, False),
     ("Rige la irretroactividad, salvo que la ley permita su aplicación retroactiva.", RETRO, True, True),
 ]
@@ -95,6 +99,7 @@ def test_fact_verdicts(answer, fact, stated, contradicted):
     ("fecha('2024-08-15') + dias(20)", "2024-09-04"),
     ("siguiente_habil(fecha('2023-03-10') + anios(1))", "2024-03-11"),   # 10-III-2024 was a Sunday
     ("fecha('2024-01-31') + meses(1)", "2024-02-29"),
+    ("habiles(fecha('2024-05-09'), 3)", "2024-05-14"),   # Thursday + 3 business days = Tuesday
 ])
 def test_calculations_are_checked_by_code(expr, value):
     got = lawfacts.evaluate_calculo(expr)
