@@ -43,6 +43,9 @@ from fractions import Fraction
 from functools import lru_cache
 
 FACT_TYPES = ("cantidad", "fraccion", "fecha", "veredicto", "concepto")
+# "respuesta": what the question asks (a correct terse answer states it); "fundamento": a reason, rule or
+# input a complete answer may give. Recall counts the first; any contradicted fact fails the strict rate.
+ROLES = ("respuesta", "fundamento")
 
 # Canonical unit -> accepted lemma forms (accent-folded, lower case).
 UNITS: dict[str, set[str]] = {
@@ -169,6 +172,15 @@ _FRACTION_WORDS = re.compile(
     re.IGNORECASE)
 
 
+_ORDINAL_DIGITS = re.compile(r"\b(\d{1,2})\.?(?:er|ero|era|º|°|ª|o|a)(?=\s)")
+_ORDINALS = {"primer": 1, "primero": 1, "primera": 1, "segundo": 2, "segunda": 2, "tercer": 3, "tercero": 3,
+             "tercera": 3, "cuarto": 4, "cuarta": 4, "quinto": 5, "quinta": 5, "sexto": 6, "sexta": 6,
+             "séptimo": 7, "séptima": 7, "octavo": 8, "octava": 8, "noveno": 9, "novena": 9, "décimo": 10,
+             "décima": 10}
+# An ordinal before a noun it counts ("tercer grado", "segundo debate"); "primero de enero" stays a date.
+_ORDINAL_WORDS = re.compile(r"\b(" + "|".join(_ORDINALS) + r")(\s+(?!de\b)[a-záéíóúñ]+)", re.IGNORECASE)
+
+
 def _fraction_digits(m: re.Match) -> str:
     """"tres cuartas partes" -> "3/4", "la mitad" -> "1/2", "la tercera parte" -> "1/3"."""
     if m.group("half"):
@@ -184,6 +196,8 @@ def _prepare_numbers(text: str) -> str:
 
     text = re.sub(r"\s+", " ", text)   # "veinte\ny uno" split over a line break
     text = _FRACTION_WORDS.sub(_fraction_digits, text)
+    text = _ORDINAL_DIGITS.sub(r"\1", text)                        # "3.er grado", "2.º debate"
+    text = _ORDINAL_WORDS.sub(lambda m: str(_ORDINALS[m.group(1).lower()]) + m.group(2), text)
     text = _ARCHAIC.sub(lambda m: "veinti" + _UNIT_WORDS[m.group(2).lower()], text)
     text = re.sub(r"\bveintiún\b", "veintiuno", text, flags=re.IGNORECASE)
     text = re.sub(r"\bveintiun\b", "veintiuno", text, flags=re.IGNORECASE)
@@ -453,6 +467,12 @@ def answer_polarity(answer: Analysis) -> str | None:
         return "si"
     if first == "no":
         return "no"
+    # "En principio no, ...", "Por supuesto que sí: ...": a verdict word closing the opening clause.
+    for i, t in enumerate(answer.tokens[:6]):
+        if t.text in {",", ".", ";", ":"}:
+            if i and answer.tokens[i - 1].text in _YES | {"no"}:
+                return "si" if answer.tokens[i - 1].text in _YES else "no"
+            break
     return None
 
 
@@ -507,10 +527,12 @@ def validate_fact(fact, where: str) -> None:
     kind = fact.get("tipo")
     if kind not in FACT_TYPES:
         raise FactError(f"{where}: field 'tipo' is {kind!r}, expected one of {FACT_TYPES}")
-    allowed = {"tipo", "valor", "unidad", "formas", "contrarias", "calculo", "nota"}
+    allowed = {"tipo", "valor", "unidad", "formas", "contrarias", "calculo", "nota", "rol"}
     extra = set(fact) - allowed
     if extra:
         raise FactError(f"{where}: unknown field(s) {sorted(extra)}; allowed: {sorted(allowed)}")
+    if fact.get("rol", "respuesta") not in ROLES:
+        raise FactError(f"{where}: field 'rol' is {fact['rol']!r}, expected one of {ROLES}")
     if kind == "concepto":
         if not fact.get("formas") or not all(isinstance(f, str) and f.strip() for f in fact["formas"]):
             raise FactError(f"{where}: a 'concepto' fact needs 'formas', a non-empty list of phrasings")

@@ -43,27 +43,31 @@ def mc_doc_to_text(doc: dict) -> str:
     return MC_PROMPT.format(pregunta=doc["pregunta"], ley=_law(doc), version=doc["version"])
 
 
-def fact_scores(answer: str, facts) -> list[float]:
-    """1.0 per key fact the answer states without contradicting it, else 0.0."""
-    return [v.score for v in lawfacts.score_answer(answer, lawdata.load_facts(facts))]
+def fact_verdicts(answer: str, facts) -> list[tuple[dict, lawfacts.Verdict]]:
+    facts = lawdata.load_facts(facts)
+    return list(zip(facts, lawfacts.score_answer(answer, facts)))
 
 
 def key_fact_recall(answer: str, facts) -> float:
-    """Share of key facts stated and not contradicted (typed matching, see benchmark.lawfacts)."""
-    scores = fact_scores(answer, facts)
+    """Share of the answer facts (``rol`` "respuesta") stated and not contradicted (benchmark.lawfacts)."""
+    scores = [v.score for f, v in fact_verdicts(answer, facts) if f.get("rol", "respuesta") == "respuesta"]
     return sum(scores) / len(scores) if scores else 0.0
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
     answer = (results[0] or "").strip()
     correct, wrong = lawdata.citation_scores(answer, doc["ley"], doc["articulos"])
-    scores = fact_scores(answer, doc["hechos_clave"])
+    verdicts = fact_verdicts(answer, doc["hechos_clave"])
+    asked = [v.score for f, v in verdicts if f.get("rol", "respuesta") == "respuesta"]
+    recall = sum(asked) / len(asked) if asked else 0.0
+    # Strict: everything asked is stated, and nothing the answer says contradicts any key fact.
+    strict = float(all(s == 1.0 for s in asked) and not any(v.contradicted for _, v in verdicts))
     if textmetrics.foreign_language(answer):
         # An answer in another language is no Spanish answer, whatever its digits match.
-        scores, correct = [0.0] * len(scores), 0.0
+        recall, strict, correct = 0.0, 0.0, 0.0
     return {
-        "hechos_recall": sum(scores) / len(scores),
-        "hechos_todos": float(all(s == 1.0 for s in scores)),
+        "hechos_recall": recall,
+        "hechos_todos": strict,
         "cita_correcta": correct,
         "cita_erronea": wrong,
         "chrf_pp": (doc["respuesta"], answer),
