@@ -1,26 +1,29 @@
 """Agreement of the law task's key-fact scorer with hand grades, and the task's quality figures.
 
-The graded set, ``tasks/ecuador_law_es/graded/answers.jsonl``, holds candidate answers to test
-items in four kinds (``correcta_libre``, ``correcta_breve``, ``erronea_parecida``, ``parcial``),
-each graded against the cited article by a grader who did not write that item's key facts:
-1 (right), 0.5 (partly right), 0 (wrong). This module scores every answer with the task's own
-``process_results`` and compares::
+Two graded sets in ``tasks/ecuador_law_es/graded/`` hold candidate answers to test items in four
+kinds (``correcta_libre``, ``correcta_breve``, ``erronea_parecida``, ``parcial``), written without
+sight of the key facts and graded against the cited article by a grader who did not write them
+(or the facts): 1 (right), 0.5 (partly right), 0 (wrong).
+
+* ``dev.jsonl`` (110 items): read while the scorer's general rules were developed; the key facts
+  of the labour, transit and tax-law (LRTI and its Reglamento) items were also revised with these
+  grades in view. Its figures are optimistic.
+* ``heldout.jsonl`` (105 other items): written after the key facts were final and not used to
+  tune anything. Its figures are the ones the datasheet reports.
+
+This module scores every answer with the task's own ``process_results`` and compares::
 
     python -m benchmark.lawagree            # agreement, kappa, mean score per kind, per half
     python -m benchmark.lawagree --show-disagreements
     python -m benchmark.lawagree --json     # the same figures as JSON
 
-Binary agreement counts an answer as passing when its score (or grade) is at least 0.5. The
-items are split into two halves by a hash of their id: ``A`` was read when the scorer's general
-rules were developed; ``B`` was not looked at item by item, so its figures are the untouched ones.
-The module also prints the language gate's figures (correct options scored as answers, and
+Binary agreement counts an answer as passing when its score (or grade) is at least 0.5. The module also prints the language gate's figures (correct options scored as answers, and
 answers in Portuguese, Italian and English) and the multiple-choice baselines.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections import defaultdict
@@ -28,18 +31,15 @@ from pathlib import Path
 
 from benchmark import lawdata, textmetrics
 
-GRADED = lawdata.TASK_DIR / "graded" / "answers.jsonl"
+GRADED_DIR = lawdata.TASK_DIR / "graded"
+SETS = {"heldout": GRADED_DIR / "heldout.jsonl", "dev": GRADED_DIR / "dev.jsonl"}
 KINDS = ("correcta_libre", "correcta_breve", "erronea_parecida", "parcial")
 GRADES = (0, 0.5, 1)
 # What the task's datasheet promises, and the tests keep.
 TARGETS = {"agreement": 0.95, "kappa": 0.85, "correct_mean": 0.90, "wrong_mean": 0.10}
 
 
-def half(item_id: str) -> str:
-    return "A" if int(hashlib.sha256(item_id.encode()).hexdigest(), 16) % 2 == 0 else "B"
-
-
-def load_graded(path: Path = GRADED) -> list[dict]:
+def load_graded(path: Path) -> list[dict]:
     rows = []
     for lineno, row in lawdata.read_jsonl(path):
         where = f"{path}:{lineno}"
@@ -73,7 +73,7 @@ def score_graded(rows: list[dict]) -> list[dict]:
             raise lawdata.DataError(f"{row['_where']}: id {row['id']!r} is not a test item")
         doc = {**items[row["id"]], "hechos_clave": lawdata.dump_facts(items[row["id"]]["hechos_clave"])}
         scores = utils.process_results(doc, [row["answer"]])
-        out.append({**row, "score": scores["hechos_recall"], "strict": scores["hechos_todos"], "half": half(row["id"])})
+        out.append({**row, "score": scores["hechos_recall"], "strict": scores["hechos_todos"]})
     return out
 
 
@@ -125,14 +125,13 @@ def language_gate() -> dict:
             "foreign_answers": len(FOREIGN_ANSWERS), "foreign_answers_not_zeroed": len(foreign_kept)}
 
 
-def figures(path: Path = GRADED) -> dict:
-    scored = score_graded(load_graded(path))
+def figures(sets: dict[str, Path] = SETS) -> dict:
+    scored = {name: score_graded(load_graded(path)) for name, path in sets.items()}
     test = lawdata.load_split("test")
-    correct_options = [_utils().key_fact_recall(r["opciones"][r["correcta"]], r["hechos_clave"]) for r in test]
+    utils = _utils()
+    correct_options = [utils.key_fact_recall(r["opciones"][r["correcta"]], r["hechos_clave"]) for r in test]
     return {
-        "all": agreement(scored),
-        "A": agreement([r for r in scored if r["half"] == "A"]),
-        "B (untouched)": agreement([r for r in scored if r["half"] == "B"]),
+        **{name: agreement(rows) for name, rows in scored.items()},
         "language_gate": language_gate(),
         "mc_baselines": {s: lawdata.mc_baselines(lawdata.load_split(s)) for s in ("test", "validation")},
         "correct_option_as_answer_mean": sum(correct_options) / len(correct_options),
@@ -142,12 +141,12 @@ def figures(path: Path = GRADED) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--graded", type=Path, default=GRADED, help=f"graded answers (default {GRADED})")
+    parser.add_argument("--graded", type=Path, nargs="+", help="graded answer files (default: the held-out and dev sets)")
     parser.add_argument("--show-disagreements", action="store_true", help="list answers where scorer and grade differ")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     try:
-        result = figures(args.graded)
+        result = figures({p.stem: p for p in args.graded} if args.graded else SETS)
     except lawdata.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1, ensure_ascii=False))
         return 0
-    for name in ("all", "A", "B (untouched)"):
+    for name in scored:
         a = result[name]
         print(f"{name}: {a['answers']} answers on {a['items']} items; binary agreement {a['agreement']:.1%}, "
               f"Cohen's kappa {a['kappa']:.3f}; mean score correct kinds {a['correct_mean']:.3f}, "
@@ -169,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     for split, b in result["mc_baselines"].items():
         print(f"multiple choice, {split}: " + ", ".join(f"{k} {v:.1%}" for k, v in b.items()) + " (chance 25%)")
     if args.show_disagreements:
-        for r in scored:
-            if (r["score"] >= 0.5) != (r["grade"] >= 0.5):
-                print(f"{r['half']} {r['id']} {r['kind']}: grade {r['grade']} score {r['score']:.2f}: {r['answer']}")
+        for name, rows in scored.items():
+            for r in rows:
+                if (r["score"] >= 0.5) != (r["grade"] >= 0.5):
+                    print(f"{name} {r['id']} {r['kind']}: grade {r['grade']} score {r['score']:.2f}: {r['answer']}")
     return 0
 
 

@@ -9,6 +9,7 @@ A key fact is the substance a lawyer would check, stored in each test item's
               1 año = 12 meses). Any other unit is a lemma ("debate", "miembro") or a list of them.
               Digits or words, feminine, apocopated and archaic forms ("veintiún", "veinte y uno"),
               decimal comma or point, Spanish thousands dots.
+              ``dia_del_mes`` is the number after "día" ("hasta el día 9 del mes siguiente").
 ``fraccion``  a share stated as a fraction: ``{"tipo": "fraccion", "valor": "2/3"}`` ("dos tercios",
               "dos terceras partes", "2/3", "la mitad").
 ``fecha``     a date, ISO (``"2025-01-01"``) or without year (``"--12-31"``): "1 de enero de 2025",
@@ -57,6 +58,7 @@ UNITS: dict[str, set[str]] = {
     "minuto": {"minuto"},
     "usd": {"usd", "dolar", "us$", "$", "dolares"},
     "por_ciento": {"%", "por ciento", "por 100", "porciento"},
+    "dia_del_mes": set(),   # "el día 9", "hasta el día veinte": a day of the month, read from the word before
 }
 # Durations in days, so that 2 semanas = 14 días and 1 año = 12 meses.
 _DAYS = {"dia": 1, "semana": 7, "mes": 30, "ano": 360}
@@ -69,6 +71,9 @@ LIMIT_WORDS = {"mas", "menos", "mayor", "menor", "superior", "inferior", "excede
                "superiores", "mayores", "menores", "excedera", "excederan", "exceda", "excedan", "podra",
                "podran", "debera", "deberan", "pueda", "puedan"}
 NEG_WINDOW = 3
+# A number right after these is an article, clause or gazette number, never a quantity of the answer.
+CITATION_WORDS = {"art", "arts", "articulo", "articulos", "numeral", "numerales", "literal", "inciso", "nro",
+                  "ro", "decreto", "suplemento", "oficial"}
 # Words that may stand between a negation and what it denies: copulas, modals, pronouns, articles.
 SCOPE_WORDS = {"ser", "es", "son", "era", "eran", "fue", "fueron", "sera", "seran", "sea", "sean", "estar", "esta",
                "estan", "haber", "hay", "ha", "han", "habra", "poder", "puede", "pueden", "podra", "podran",
@@ -95,7 +100,7 @@ _UNIT_WORDS = {"uno": "uno", "un": "uno", "una": "una", "dos": "dos", "tres": "t
 _ARCHAIC = re.compile(r"\b(veinte) y (un|uno|una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve)\b", re.IGNORECASE)
 _APOCOPE = re.compile(r"\b(veinti|treinta y |cuarenta y |cincuenta y |sesenta y |setenta y |ochenta y |noventa y )?"
                       r"(ún|un)\b(?=\s+[a-záéíóúñ])", re.IGNORECASE)
-_NUM = re.compile(r"(?<![\w.,])(\d{1,3}(?:\.\d{3})+(?:,\d+)?|\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:[.,]\d+)?)(?![\w])")
+_NUM = re.compile(r"(?<![\w.,])([1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?|[1-9]\d{0,2}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:[.,]\d+)?)(?![\w])")
 _DATE_WORDS = re.compile(r"\b(1o|\d{1,2}|primero|1º|1°)\s+de\s+(" + "|".join(_MONTHS) + r")(?:\s+(?:de|del)\s+(?:año\s+)?(\d{4}))?",
                          re.IGNORECASE)
 _DATE_NUMERIC = re.compile(r"\b(\d{1,2})[/-](\d{1,2})[/-](\d{4})\b")
@@ -205,9 +210,9 @@ def _prepare_numbers(text: str) -> str:
 
 
 def _parse_number(raw: str) -> Fraction:
-    if re.fullmatch(r"\d{1,3}(?:\.\d{3})+(?:,\d+)?", raw):
+    if re.fullmatch(r"[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?", raw):   # 1.500 and 1.500,50 (0,325 is a decimal)
         return Fraction(raw.replace(".", "").replace(",", "."))
-    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?", raw):
+    if re.fullmatch(r"[1-9]\d{0,2}(?:,\d{3})+(?:\.\d{1,2})?", raw):
         return Fraction(raw.replace(",", ""))
     return Fraction(raw.replace(",", "."))
 
@@ -246,6 +251,8 @@ def _unit_of(tokens: list[Token], pos: int) -> tuple[str | None, tuple[str, ...]
     before = tokens[pos - 1].text if pos > 0 else ""
     if before in {"usd", "us$", "$"} or (pos > 1 and tokens[pos - 2].text == "us" and before == "$"):
         return "usd", ("usd",)
+    if before == "dia":
+        return "dia_del_mes", ("dia_del_mes",)
     nxt = tokens[pos + 1:pos + 3]
     if len(nxt) == 2 and nxt[0].text in {"a", "al", "y", "hasta", "o"} and _NUM.fullmatch(nxt[1].text):
         return _unit_of(tokens, pos + 2)   # "de 30 a 1.500 dólares": both are dollars
@@ -256,8 +263,8 @@ def _unit_of(tokens: list[Token], pos: int) -> tuple[str | None, tuple[str, ...]
         words.append(t)
         if len(words) == 2:
             break
-    if not words:
-        return None, ()
+    if not words or not re.search(r"\w", words[0].text):
+        return None, ()   # a bare number ("Seis (15 % de 40).", "Treinta."): the question gives its unit
     first = words[0]
     if first.text == "%" or (first.text == "por" and len(words) > 1 and words[1].text in {"ciento", "100", "cien"}):
         return "por_ciento", ("por_ciento",)
@@ -277,7 +284,8 @@ def analyse(text: str) -> Analysis:
     tokens = _tokenize(numeric)
     numbers, fractions, dates = [], [], []
     for pos, tok in enumerate(tokens):
-        if _NUM.fullmatch(tok.text):
+        percent_sign = pos > 1 and tokens[pos - 1].text == "por" and _NUM.fullmatch(tokens[pos - 2].text)
+        if _NUM.fullmatch(tok.text) and not (pos and tokens[pos - 1].text in CITATION_WORDS) and not percent_sign:
             unit, words = _unit_of(tokens, pos)
             value = _parse_number(tok.text)
             numbers.append(NumberMention(value, unit, words, pos, _negated(tokens, pos)))
@@ -393,7 +401,7 @@ def _forms_verdict(answer: Analysis, forms: list[str]) -> Verdict:
 
 def _unit_ok(fact_unit, mention: NumberMention) -> Fraction | None:
     """Factor that converts the mention into the fact's unit, or None if the units differ."""
-    if fact_unit is None:
+    if fact_unit is None or mention.unit is None:
         return Fraction(1)
     wanted = [fact_unit] if isinstance(fact_unit, str) else list(fact_unit)
     for u in wanted:
