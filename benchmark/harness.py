@@ -72,19 +72,76 @@ class TaskProgressHook:
             bar.close()
 
 
-class PresetLM(HFLM):
+class PresetRequests:
+    """What every backend of ``run_all`` does to lm-eval's requests, whatever runs the model.
+
+    Mixed in before lm-eval's HFLM or VLLM: the task's sampling keys give way to the preset's,
+    the template's stop strings join ``until``, ``--max-gen-toks`` caps each task's own cap,
+    and answers reach lm-eval's cache under the task's own request with one progress bar per task.
+    """
+
+    preset = None
+    stop_strings: list = []
+    max_gen_toks_cap = None   # run_all's --max-gen-toks: a cap, each task keeps a smaller own value
+
+    def set_preset(self, preset, stop_strings=None):
+        self.preset = preset
+        if stop_strings is not None:
+            self.stop_strings = list(stop_strings)
+
+    def preset_request_kwargs(self) -> dict:
+        """Extra generation kwargs each request carries for this backend (HF applies the preset itself)."""
+        return {}
+
+    def adjusted_generation_requests(self, requests) -> list:
+        # Adjusted copies go to the backend; the task's own requests stay as they are, because lm-eval's
+        # response cache (CachingLM) stores each answer under ``request.args`` after this call and
+        # looks it up under the unchanged args of the next run.
+        adjusted = []
+        extra = self.preset_request_kwargs()
+        for request in requests:
+            context, gen_kwargs = request.args
+            gen_kwargs = {k: v for k, v in dict(gen_kwargs).items() if k not in TASK_SAMPLING_KEYS}
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            gen_kwargs["until"] = until + [s for s in self.stop_strings if s not in until]
+            if self.max_gen_toks_cap:
+                gen_kwargs["max_gen_toks"] = min(int(gen_kwargs.get("max_gen_toks", self.max_gen_toks)),
+                                                 self.max_gen_toks_cap)
+            gen_kwargs.update(extra)
+            clone = copy.copy(request)
+            clone.arguments = (context, gen_kwargs)   # Instance.args is a read-only view
+            adjusted.append(clone)
+        return adjusted
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        adjusted = self.adjusted_generation_requests(requests)
+        return self._with_task_progress("generate_until", requests, [c.args for c in adjusted], disable_tqdm,
+                                        lambda: super(PresetRequests, self).generate_until(adjusted, disable_tqdm=True))
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self._with_task_progress("loglikelihood", requests, [r.args for r in requests], disable_tqdm,
+                                        lambda: super(PresetRequests, self).loglikelihood(requests, disable_tqdm=True))
+
+    def _with_task_progress(self, attr, requests, sent_args, disable_tqdm, call):
+        hook = self.cache_hook
+        self.cache_hook = TaskProgressHook(hook, attr, requests, sent_args,
+                                           disable=disable_tqdm or getattr(self, "rank", 0) != 0)
+        try:
+            return call()
+        finally:
+            self.cache_hook.close()
+            self.cache_hook = hook
+
+
+class PresetLM(PresetRequests, HFLM):
     def __init__(self, model, tokenizer, preset, stop_strings=(), batch_size=8, max_length=None, **kwargs):
         super().__init__(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length, **kwargs)
         self.preset = preset
         self.stop_strings = list(stop_strings)
         self.truncated_prompts = 0
         self.generated_tokens = 0
-        self.max_gen_toks_cap = None   # run_all's --max-gen-toks: a cap, each task keeps a smaller own value
-
-    def set_preset(self, preset, stop_strings=None):
-        self.preset = preset
-        if stop_strings is not None:
-            self.stop_strings = list(stop_strings)
+        self.max_gen_toks_cap = None
 
     def use_adapter(self, name: str | None):
         """Activate a loaded PEFT adapter by name, or the bare base model with ``None``."""
@@ -98,41 +155,6 @@ class PresetLM(HFLM):
         else:
             model.base_model.enable_adapter_layers()
             model.set_adapter(name)
-
-    def generate_until(self, requests, disable_tqdm: bool = False):
-        # Adjusted copies go to HFLM; the task's own requests stay as they are, because lm-eval's
-        # response cache (CachingLM) stores each answer under ``request.args`` after this call and
-        # looks it up under the unchanged args of the next run. Changing them in place made every
-        # generated answer miss the cache, so a run killed after its generation phase redid it.
-        adjusted = []
-        for request in requests:
-            context, gen_kwargs = request.args
-            gen_kwargs = {k: v for k, v in dict(gen_kwargs).items() if k not in TASK_SAMPLING_KEYS}
-            until = gen_kwargs.get("until") or []
-            until = [until] if isinstance(until, str) else list(until)
-            gen_kwargs["until"] = until + [s for s in self.stop_strings if s not in until]
-            if self.max_gen_toks_cap:
-                gen_kwargs["max_gen_toks"] = min(int(gen_kwargs.get("max_gen_toks", self.max_gen_toks)),
-                                                 self.max_gen_toks_cap)
-            clone = copy.copy(request)
-            clone.arguments = (context, gen_kwargs)   # Instance.args is a read-only view
-            adjusted.append(clone)
-        return self._with_task_progress("generate_until", requests, [c.args for c in adjusted], disable_tqdm,
-                                        lambda: super(PresetLM, self).generate_until(adjusted, disable_tqdm=True))
-
-    def loglikelihood(self, requests, disable_tqdm: bool = False):
-        return self._with_task_progress("loglikelihood", requests, [r.args for r in requests], disable_tqdm,
-                                        lambda: super(PresetLM, self).loglikelihood(requests, disable_tqdm=True))
-
-    def _with_task_progress(self, attr, requests, sent_args, disable_tqdm, call):
-        hook = self.cache_hook
-        self.cache_hook = TaskProgressHook(hook, attr, requests, sent_args,
-                                           disable=disable_tqdm or getattr(self, "rank", 0) != 0)
-        try:
-            return call()
-        finally:
-            self.cache_hook.close()
-            self.cache_hook = hook
 
     def tok_batch_encode(self, strings, padding_side="left", left_truncate_len=None, truncation=False):
         if left_truncate_len:

@@ -93,6 +93,34 @@ class Preset:
             kwargs["repetition_penalty"] = self.penalties["repetition_penalty"]
         return kwargs
 
+    def vllm_sampling_kwargs(self, seed: int | None = None) -> dict:
+        """``vllm.SamplingParams`` keys for this preset; a sampler vLLM lacks is a clear error.
+
+        Greedy presets (``do_sample: false``) become ``temperature=0``. The webui's repetition penalty
+        range is not a vLLM concept: vLLM penalises the whole context, like transformers' own.
+        """
+        where = self.path or self.name
+        if self.contrastive:
+            raise PresetError(f"{where}: penalty_alpha > 0 (contrastive search) cannot run on vLLM; "
+                              "use --backend hf or the 'Deterministic' preset")
+        unsupported = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
+                       "no_repeat_ngram_size": 0, "num_beams": 1, "length_penalty": 1.0, "guidance_scale": 1.0}
+        active = [k for k, neutral in unsupported.items() if k in self.generate and self.generate[k] not in (neutral, None)]
+        if active:
+            raise PresetError(f"{where}: {', '.join(active)} has no vLLM equivalent; use --backend hf")
+        if not self.generate.get("do_sample", WEBUI_DEFAULTS["do_sample"]):
+            kwargs = {"temperature": 0.0}
+        else:
+            kwargs = {k: self.generate[k] for k in ("temperature", "top_p", "min_p") if k in self.generate}
+            if self.generate.get("top_k"):
+                kwargs["top_k"] = int(self.generate["top_k"])
+            if seed is not None:
+                kwargs["seed"] = int(seed)
+        if self.penalties:
+            kwargs.update({k: self.penalties[k] for k in ("repetition_penalty", "presence_penalty", "frequency_penalty")
+                           if self.penalties[k] != PENALTIES[k]})
+        return kwargs
+
     def lm_eval_gen_kwargs_string(self) -> str:
         return ",".join(f"{k}={v}" for k, v in self.lm_eval_gen_kwargs().items())
 

@@ -248,6 +248,10 @@ def resolved_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def args_backend(lm) -> str:
+    return "vllm" if type(lm).__name__ == "PresetVLLM" else "hf"
+
+
 def attach(lm, model_entry, entry, base_folder: Path):
     """Load an adapter into the (possibly already PEFT-wrapped) model and activate it."""
     from peft import PeftModel
@@ -255,6 +259,9 @@ def attach(lm, model_entry, entry, base_folder: Path):
     from benchmark.registry import check_adapter
 
     folder = check_adapter(entry, model_entry, base_folder)
+    if args_backend(lm) == "vllm":
+        lm.use_adapter(entry.name, folder)
+        return
     try:
         if hasattr(lm.model, "peft_config"):
             if entry.name not in lm.model.peft_config:
@@ -268,22 +275,6 @@ def attach(lm, model_entry, entry, base_folder: Path):
         raise RuntimeError(f"adapter '{model_entry.name}/{entry.name}' at {folder} cannot be loaded: "
                            f"{type(exc).__name__}: {str(exc)[:300]}") from None
     lm.use_adapter(entry.name)
-
-
-def vllm_model_args(model_entry, folder: Path, adapter_folder: Path | None, args, preset) -> dict:
-    """lm-eval ``vllm`` model_args for one combination (vLLM is not installable on the CPU)."""
-    if preset.contrastive:
-        raise ValueError(f"preset '{preset.name}' uses contrastive search, which vLLM cannot run; "
-                         "use --backend hf or --preset Deterministic")
-    margs = {"pretrained": str(folder), "tensor_parallel_size": args.tensor_parallel_size,
-             "data_parallel_size": args.data_parallel_size, "dtype": "auto", "seed": args.seed}
-    if args.precision == "8bit" or args.precision == "4bit":
-        margs["quantization"] = "bitsandbytes"
-    if adapter_folder is not None:
-        config = json.loads((Path(adapter_folder) / "adapter_config.json").read_text())
-        margs.update({"enable_lora": True, "lora_local_path": str(adapter_folder),
-                      "max_lora_rank": int(config.get("r", 16))})
-    return margs
 
 
 # ------------------------------------------------------------------ main ---
@@ -399,13 +390,8 @@ def run(args, registry, models) -> int:
                 bar.update(1)
         if not pending:
             continue
-        if args.backend == "vllm":
-            for adapter in pending:
-                _run_vllm(args, model_entry, adapter, hashes[adapter], task_names, failures)
-                bar.update(1)
-            continue
         try:
-            lm, base_folder = _load_lm(args, model_entry, template)
+            lm, base_folder = _load_lm(args, model_entry, template, [a for a in pending if a])
         except Exception as exc:
             for adapter in pending:
                 folder = res.combo_dir(args.output_dir, model_entry.name, adapter)
@@ -425,6 +411,7 @@ def run(args, registry, models) -> int:
                     lm.use_adapter(None)
                 preset = load_preset(preset_path)
                 lm.set_preset(preset, template.stop_strings)
+                lm.preset_request_kwargs()   # a preset this backend cannot run fails here, before any work
                 summary = _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key,
                                     model_entry, adapter, template, preset, base_folder, sample_note)
                 rows.append((model_entry.name, adapter or "base", summary))
@@ -449,18 +436,45 @@ def run(args, registry, models) -> int:
     return 1 if failures or problems else 0
 
 
-def _load_lm(args, model_entry, template):
-    from benchmark.harness import PresetLM
-    from benchmark.loading import load_for_eval
+def _load_lm(args, model_entry, template, adapters=()):
+    """The base model, loaded once per run for all its combinations, wrapped for lm-eval."""
     from benchmark.presets import load_preset
 
     start = time.time()
-    model, tokenizer, folder = load_for_eval(model_entry, args.precision, args.cache_dir, args.device)
-    lm = PresetLM(model, tokenizer, load_preset(model_entry.preset), template.stop_strings, batch_size=args.batch_size)
+    if args.backend == "vllm":
+        lm, folder = _load_vllm(args, model_entry, template, adapters)
+    else:
+        from benchmark.harness import PresetLM
+        from benchmark.loading import load_for_eval
+
+        model, tokenizer, folder = load_for_eval(model_entry, args.precision, args.cache_dir, args.device)
+        lm = PresetLM(model, tokenizer, load_preset(model_entry.preset), template.stop_strings,
+                      batch_size=args.batch_size)
     # Every combination evaluated on this load records the same id: the base is loaded once per run.
     lm.load_id = uuid.uuid4().hex
     lm.load_seconds = round(time.time() - start, 1)
     log.info("%s: base model loaded from %s (%.1f s)", model_entry.name, folder, lm.load_seconds)
+    return lm, folder
+
+
+def _load_vllm(args, model_entry, template, adapters):
+    try:
+        from benchmark.vllm_backend import PresetVLLM
+    except ImportError as exc:
+        raise RuntimeError(f"the vllm backend needs vLLM in this environment ({exc}); install it in its own "
+                           "environment with `bash scripts/setup.sh --vllm` and run .venv-vllm/bin/python") from None
+    from benchmark.loading import prepare
+    from benchmark.presets import load_preset
+
+    folder = prepare(model_entry, args.cache_dir, precisions=("fp32",))["fp32"]
+    ranks = []
+    for name in adapters:
+        config = model_entry.adapter(name).path / "adapter_config.json"
+        ranks.append(int(json.loads(config.read_text()).get("r", 16)))
+    lm = PresetVLLM(folder, load_preset(model_entry.preset), template.stop_strings, precision=args.precision,
+                    batch_size=args.batch_size, seed=args.seed, max_lora_rank=max(ranks, default=None),
+                    tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
+                    device=resolved_device(args.device))
     return lm, folder
 
 
@@ -523,30 +537,6 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
     summary = {t: {k: v for k, v in m.items() if isinstance(v, (int, float))} for t, m in out["results"].items()}
     res.mark_done(folder, input_hash, written, {"seconds": round(seconds, 1), "results": summary})
     return summary
-
-
-def _run_vllm(args, model_entry, adapter, hashed, task_names, failures):
-    from benchmark.loading import prepare
-    from benchmark.presets import load_preset
-
-    input_hash, key, preset_path = hashed
-    folder = res.combo_dir(args.output_dir, model_entry.name, adapter)
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        msg = "the vllm backend needs `pip install vllm` on a CUDA machine (not installable on the CPU)"
-        res.mark_failed(folder, input_hash, msg)
-        failures.append((model_entry.name, adapter or "base", msg))
-        return
-    import lm_eval
-
-    folders = prepare(model_entry, args.cache_dir, precisions=("fp32",))
-    adapter_folder = model_entry.adapter(adapter).path if adapter else None
-    margs = vllm_model_args(model_entry, folders["fp32"], adapter_folder, args, load_preset(preset_path))
-    out = lm_eval.simple_evaluate(model="vllm", model_args=margs, tasks=task_names, log_samples=True,
-                                  apply_chat_template=True)
-    res.atomic_write(folder / "results_vllm.json", json.dumps(out.get("results"), default=str, indent=1))
-    res.mark_done(folder, input_hash, [folder / "results_vllm.json"], {})
 
 
 def _print_summary(output_dir, plan, failures, seconds, problems=(), cached=0):

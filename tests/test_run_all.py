@@ -497,46 +497,65 @@ def test_bad_tasks_are_reported_and_the_good_one_runs(bad_inputs_run, expected):
 
 # ------------------------------------------------------------------ vLLM backend ---
 
-def _vllm_args(**kw):
-    return run_all.parse_args(["--backend", "vllm", *[x for k, v in kw.items() for x in (f"--{k.replace('_', '-')}", str(v))]])
-
-
-@pytest.mark.parametrize("adapter, rank, precision, tp, dp", [
-    ("instruct", 4, "8bit", 1, 1),
-    ("law", 8, "fp32", 2, 4),
-    (None, None, "4bit", 8, 1),
+@pytest.mark.parametrize("precision, expected", [
+    ("bf16", {"dtype": "bfloat16"}),
+    ("fp32", {"dtype": "float32"}),
+    ("4bit", {"dtype": "auto", "quantization": "bitsandbytes"}),
 ])
-def test_vllm_model_args(tiny_bench, adapter, rank, precision, tp, dp):
+def test_vllm_precisions_are_what_they_say(precision, expected):
+    pytest.importorskip("vllm", reason="the vLLM backend's own environment (scripts/setup.sh --vllm) runs this")
+    from benchmark.vllm_backend import vllm_precision_args
+
+    assert vllm_precision_args(precision) == expected
+
+
+def test_vllm_has_no_8bit_and_says_so():
+    pytest.importorskip("vllm", reason="the vLLM backend's own environment (scripts/setup.sh --vllm) runs this")
+    from benchmark.vllm_backend import vllm_precision_args
+
+    with pytest.raises(ValueError, match="vLLM's bitsandbytes quantization is 4-bit"):
+        vllm_precision_args("8bit")
+
+
+@pytest.mark.parametrize("preset, expected", [
+    ("Deterministic", {"temperature": 0.0}),
+    ("Llama2-seed", {"temperature": 0.5, "top_p": 0.3, "top_k": 40, "seed": 7, "repetition_penalty": 1.25}),
+])
+def test_presets_become_vllm_sampling_params(preset, expected):
     from benchmark.presets import find_preset
 
-    entry = load_registry(tiny_bench.registry).model("tiny-llama")
-    args = _vllm_args(precision=precision, tensor_parallel_size=tp, data_parallel_size=dp)
-    folder = tiny_bench.adapters[adapter] if adapter else None
-    margs = run_all.vllm_model_args(entry, tiny_bench.fp32, folder, args, find_preset("Llama2-seed"))
-    assert margs["pretrained"] == str(tiny_bench.fp32)
-    assert (margs["tensor_parallel_size"], margs["data_parallel_size"]) == (tp, dp)
-    assert margs.get("quantization") == ("bitsandbytes" if precision in ("8bit", "4bit") else None)
-    if adapter:
-        assert margs["enable_lora"] is True and margs["lora_local_path"] == str(folder)
-        assert margs["max_lora_rank"] == rank
-    else:
-        assert "lora_local_path" not in margs and "enable_lora" not in margs
+    assert find_preset(preset).vllm_sampling_kwargs(seed=7) == expected
 
 
-def test_vllm_refuses_contrastive_search(tiny_bench):
-    from benchmark.presets import find_preset
+@pytest.mark.parametrize("preset, message", [
+    ("Contrastive Search", "contrastive search\\) cannot run on vLLM"),
+    ("Falcon-seed", "num_beams, length_penalty has no vLLM equivalent"),
+])
+def test_presets_vllm_cannot_run_are_refused(preset, message):
+    from benchmark.presets import PresetError, find_preset
 
-    entry = load_registry(tiny_bench.registry).model("tiny-llama")
-    with pytest.raises(ValueError, match="contrastive search, which vLLM cannot run"):
-        run_all.vllm_model_args(entry, tiny_bench.fp32, None, _vllm_args(), find_preset("Contrastive Search"))
+    with pytest.raises(PresetError, match=message):
+        find_preset(preset).vllm_sampling_kwargs()
 
 
-def test_vllm_backend_without_vllm_is_a_recorded_failure(tiny_bench, tmp_path, run_all_inprocess):
-    """vLLM cannot be installed on the CPU: the combination fails with the install hint, nothing crashes."""
+def test_vllm_backend_without_vllm_is_a_recorded_failure(tiny_bench, tmp_path, run_all_inprocess, monkeypatch):
+    """Without vLLM in the environment every combination fails with the set-up hint; nothing crashes."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_vllm(name, *args, **kwargs):
+        if name.startswith("vllm") or name.startswith("lm_eval.models.vllm"):
+            raise ImportError(f"No module named '{name}'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_vllm)
+    monkeypatch.delitem(sys.modules, "benchmark.vllm_backend", raising=False)
     rc = run_all_inprocess(tiny_bench.registry,
                            run_all_args(tiny_bench, tmp_path, "--backend", "vllm", tasks=["tiny_mc"], adapters=["base"]))
     assert rc == 1
-    assert "pip install vllm" in json.loads((tmp_path / "tiny-llama" / "base" / "failed.json").read_text())["error"]
+    error = json.loads((tmp_path / "tiny-llama" / "base" / "failed.json").read_text())["error"]
+    assert "scripts/setup.sh --vllm" in error
 
 
 # ------------------------------------------------------------------ a new task reaches the page ---
