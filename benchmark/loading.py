@@ -267,6 +267,27 @@ def quiet_8bit_cast_warning() -> None:
         logger.addFilter(_FirstOnly("MatMul8bitLt: inputs will be cast"))
 
 
+def effective_precision(model, requested: str) -> str:
+    """What the loaded weights are, in words: ``requested`` when every linear layer is quantized as asked.
+
+    transformers 5 quantizes only exact ``nn.Linear`` layers, so a model whose layers subclass it (Falcon's
+    ``FalconLinear``) loads unquantized from an 8-bit checkpoint; the results then say so.
+    """
+    if requested not in ("8bit", "4bit"):
+        return requested
+    import torch
+
+    kinds = {"8bit": "Linear8bitLt", "4bit": "Linear4bit"}
+    layers = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")]
+    quantized = sum(type(m).__name__ == kinds[requested] for m in layers)
+    if layers and quantized == len(layers):
+        return requested
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    if quantized == 0:
+        return f"{dtype} ({requested} requested; its linear layers are not quantized)"
+    return f"{requested} on {quantized} of {len(layers)} linear layers, the rest {dtype}"
+
+
 def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | None = None, device: str | None = None):
     """(model, tokenizer, folder) for evaluation at ``precision``; prepares what is missing."""
     import torch

@@ -478,6 +478,15 @@ def _load_vllm(args, model_entry, template, adapters):
     return lm, folder
 
 
+def _precision_label(lm, requested: str) -> str:
+    if args_backend(lm) == "vllm":
+        return requested
+    from benchmark.loading import effective_precision
+
+    model = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    return effective_precision(model, requested)
+
+
 def _repo_relative(path: Path) -> Path:
     return path.relative_to(REPO) if path.is_relative_to(REPO) else path
 
@@ -513,7 +522,8 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
         "adapter_hash": key["adapter_hash"], "registry_entry": model_entry.raw,
         "template": str(_repo_relative(model_entry.template)), "template_hash": key["template_hash"],
         "preset": preset.name, "preset_hash": key["preset_hash"], "preset_mapping": preset.provenance(),
-        "stop_strings": template.stop_strings, "precision": args.precision, "device": str(lm.device),
+        "stop_strings": template.stop_strings, "precision": _precision_label(lm, args.precision),
+        "precision_requested": args.precision, "device": str(lm.device),
         "batch_size": args.batch_size,
         "host": res.host_info(lm.device),
         "checkpoint": str(base_folder), "base_load": {"id": lm.load_id, "seconds": lm.load_seconds},

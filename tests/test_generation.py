@@ -83,6 +83,17 @@ def test_8bit_load_quantizes_the_lora_targets(name, registry, smoke_checkpoints,
         assert kinds == {bnb.nn.Linear8bitLt.__name__}, f"{name}: '{target}' loaded as {kinds}"
 
 
+@pytest.mark.parametrize("name, expected", [
+    ("tiny-llama", "8bit"),
+    ("tiny-falcon", "float32 (8bit requested; its linear layers are not quantized)"),
+])
+def test_the_precision_label_says_what_was_loaded(name, expected, registry, smoke_checkpoints, bench_cache):
+    from benchmark.loading import effective_precision
+
+    model, _, _ = load_8bit(registry, bench_cache, name)
+    assert effective_precision(model, "8bit") == expected
+
+
 # (text of the user turn, end of the generation prompt) for each template.
 PROMPT_SHAPE = {
     "tiny-mistral": (f"[INST] {QUESTION} [/INST]", "[/INST]"),
