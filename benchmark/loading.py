@@ -208,12 +208,12 @@ def prepare(entry: ModelEntry, cache_dir: Path | None = None, precisions=("fp32"
                                             "seconds": round(time.time() - start, 1), **provenance})
             del model
         if "8bit" in wanted and (force or not verify_folder(folders["8bit"])):
-            from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
             start = time.time()
             log(f"[prepare] {entry.name}: quantizing to bitsandbytes 8-bit")
             model = AutoModelForCausalLM.from_pretrained(
-                folders["fp32"], quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+                folders["fp32"], quantization_config=quantization_config("8bit"),
                 dtype=torch.float32, device_map="cpu" if not torch.cuda.is_available() else "auto")
             tokenizer = AutoTokenizer.from_pretrained(folders["fp32"])
             tmp = Path(tempfile.mkdtemp(prefix=".int8-", dir=base))
@@ -291,7 +291,7 @@ def effective_precision(model, requested: str) -> str:
 def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | None = None, device: str | None = None):
     """(model, tokenizer, folder) for evaluation at ``precision``; prepares what is missing."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
@@ -314,7 +314,12 @@ def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | 
 
 
 def quantization_config(precision: str, compute_dtype=None):
-    """The one BitsAndBytesConfig factory (evaluation and QLoRA training share it)."""
+    """Evaluation's BitsAndBytesConfig: ``prepare`` (8-bit checkpoints) and ``load_for_eval`` (4-bit) use it.
+
+    Training builds its config with TRL's ``get_quantization_config`` from the recipe's ModelConfig
+    fields (``load_in_4bit``, ``bnb_4bit_quant_type: nf4``, ``use_bnb_nested_quant``): the same NF4 with
+    double quantization as the 4-bit path here.
+    """
     import torch
     from transformers import BitsAndBytesConfig
 

@@ -158,6 +158,11 @@ def test_adapter_folder_has_the_peft_layout_and_a_card(trained, bench_cache, mod
     assert 0 < stats["tokens_trained"] <= stats["tokens_seen"] and stats["trained_tokens_per_second"] > 0
     assert stats["peak_rss_mb"] > 100
     assert stats["device"].startswith("CPU ") and f"{os.cpu_count()} cores" in stats["device"]
+    # The recipe's hash at training time, so the card's Reproduce command can be checked against the repo.
+    from benchmark.loading import sha256_file
+
+    [(recipe, digest)] = stats["recipe"].items()
+    assert digest == sha256_file(Path(recipe)) and "sha256" in (run.adapter / "README.md").read_text()
     assert [e["loss"] for e in stats["log_history"] if "loss" in e] == pytest.approx(run.losses)
     assert all(len(h) == 64 for h in stats["data_files"].values())
     card = (run.adapter / "README.md").read_text(encoding="utf-8")

@@ -54,6 +54,18 @@ def hardware() -> str:
     return f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
+def _recipe_hash(argv) -> dict | None:
+    """{recipe path: sha256} of the ``--recipe`` file a run was started with, so a card's Reproduce
+    command can be checked against the recipe in the repository."""
+    argv = list(argv or [])
+    if "--recipe" in argv and argv.index("--recipe") + 1 < len(argv):
+        path = Path(argv[argv.index("--recipe") + 1])
+        full = path if path.is_absolute() else REPO / path
+        if full.is_file():
+            return {str(path): sha256_file(full)}
+    return None
+
+
 def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args, log_history, train_result,
                seconds, examples, resumed_from, argv, extra: dict | None = None) -> None:
     losses = [e["loss"] for e in log_history if "loss" in e]
@@ -71,6 +83,7 @@ def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args,
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
         "resumed_from": str(resumed_from) if resumed_from else None,
         "data_files": {f: sha256_file(REPO / f) for f in recipe_args.data_files},
+        "recipe": _recipe_hash(argv),
         "libraries": library_versions(), "command": "python -m training.train " + " ".join(argv),
         **(extra or {}),
     }
@@ -91,6 +104,8 @@ def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args,
         + (f"`{recipe_args.prompt_function}` of each row." if recipe_args.prompt_function
            else "the row's own question or messages."), "",
         "## Reproduce", "", "```", stats["command"], "```", "",
+        *([f"The recipe as trained: `{p}` sha256 `{h}` (a different hash means the recipe changed since)."
+           for p, h in (stats["recipe"] or {}).items()] + [""] if stats["recipe"] else []),
         "## Training", "",
         "| | |", "|---|---|",
         *(f"| {k} | {v} |" for k, v in stats.items() if k not in {"data_files", "libraries", "command"}), "",
