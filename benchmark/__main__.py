@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmark.registry import REPO, RegistryError, load_registry
+from benchmark.registry import RegistryError, load_registry
 
 
 def build_parser() -> argparse.ArgumentParser:

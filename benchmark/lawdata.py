@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark import lawfacts
+from benchmark import jsonl, lawfacts
 from benchmark.textnorm import ngrams, normalize, words
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,25 +58,8 @@ def laws() -> dict:
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """Rows with their 1-based line numbers; any decoding problem names file and line."""
-    raw = Path(path).read_bytes()
-    rows = []
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: not UTF-8 ({exc.reason} at byte {exc.start}); "
-                            "re-save the file as UTF-8") from None
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: each line must be a JSON object")
-        rows.append((lineno, row))
-    return rows
+    """Rows with their 1-based line numbers (benchmark.jsonl); any problem names file and line."""
+    return jsonl.read_jsonl(path, error=lambda p, line, problem: DataError(f"{p}:{line}: {problem}"))
 
 
 def validate_row(row: dict, split: str, where: str, law_table: dict) -> None:

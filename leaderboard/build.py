@@ -97,15 +97,11 @@ def _check_done(folder: Path) -> None:
 
 
 def read_samples(path: Path) -> list[dict]:
+    from benchmark.jsonl import read_jsonl
+
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise LeaderboardError(f"{path}, line {number}: not valid JSON ({exc})") from None
-        if not isinstance(row, dict) or "doc_id" not in row:
+    for number, row in read_jsonl(path, error=lambda p, n, problem: LeaderboardError(f"{p}, line {n}: {problem}")):
+        if "doc_id" not in row:
             raise LeaderboardError(f"{path}, line {number}: missing required field 'doc_id'")
         rows.append(row)
     return rows

@@ -247,7 +247,7 @@ def test_bad_row_is_refused_with_file_line_and_field(tmp_path, row, field):
 def test_invalid_json_and_duplicate_id(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text(json.dumps(GOOD) + "\n{not json\n", encoding="utf-8")
-    with pytest.raises(gu.GenDataError, match=re.escape(f"{path}:2: field '<row>': invalid JSON")):
+    with pytest.raises(gu.GenDataError, match=re.escape(f"{path}:2: field '<row>': not valid JSON")):
         gu.load_items(path)
     path.write_text(json.dumps(GOOD) + "\n\n" + json.dumps(GOOD) + "\n", encoding="utf-8")
     with pytest.raises(gu.GenDataError, match=re.escape(f"{path}:3: field 'id': duplicate of line 1")):

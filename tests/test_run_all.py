@@ -21,7 +21,7 @@ import pytest
 
 from benchmark import results as res
 from benchmark import run_all
-from benchmark.registry import REPO, load_registry
+from benchmark.registry import REPO
 from conftest import TINY_LLAMA, make_lora_adapter, run_all_args, write_mc_task, write_registry
 
 COMBOS = ("instruct", "law", "base")

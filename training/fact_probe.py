@@ -148,7 +148,7 @@ def main(argv=None) -> int:
 
     from benchmark import lawdata
     from benchmark.loading import load_for_eval
-    from benchmark.registry import REPO, load_registry
+    from benchmark.registry import load_registry
     from benchmark.templates import load_template, prompt_completion
     from training import train
     from training.memorization import generate_answers

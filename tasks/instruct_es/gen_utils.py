@@ -14,7 +14,6 @@ written as a plain "Usuario: / Asistente:" transcript.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -123,19 +122,14 @@ def load_items(path: str | Path = DATA_FILE) -> list[dict]:
     path = Path(path)
     items: list[dict] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as err:
-                _fail(path, line_no, "<row>", f"invalid JSON: {err.msg} (column {err.colno})")
-            item = validate_row(row, path, line_no)
-            if item["id"] in seen:
-                _fail(path, line_no, "id", f"duplicate of line {seen[item['id']]}")
-            seen[item["id"]] = line_no
-            items.append(item)
+    from benchmark.jsonl import read_jsonl
+
+    for line_no, row in read_jsonl(path, error=lambda p, n, problem: GenDataError(f"{p}:{n}: field '<row>': {problem}")):
+        item = validate_row(row, path, line_no)
+        if item["id"] in seen:
+            _fail(path, line_no, "id", f"duplicate of line {seen[item['id']]}")
+        seen[item["id"]] = line_no
+        items.append(item)
     if not items:
         raise GenDataError(f"{path}: no items")
     return items

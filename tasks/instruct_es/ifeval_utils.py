@@ -392,21 +392,16 @@ def load_ifeval_file(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"IFEval data file not found: {path}")
+    from benchmark.jsonl import read_jsonl
+
     rows, seen = [], {}
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IfevalDataError(path, line_no, "<json>", f"not valid JSON: {exc}") from None
-            row = validate_row(obj, path, line_no)
-            if row["key"] in seen:
-                raise IfevalDataError(path, line_no, "key", f"duplicate key {row['key']} "
-                                      f"(first on line {seen[row['key']]})")
-            seen[row["key"]] = line_no
-            rows.append(row)
+    for line_no, obj in read_jsonl(path, error=lambda p, n, problem: IfevalDataError(p, n, "<json>", problem)):
+        row = validate_row(obj, path, line_no)
+        if row["key"] in seen:
+            raise IfevalDataError(path, line_no, "key", f"duplicate key {row['key']} "
+                                  f"(first on line {seen[row['key']]})")
+        seen[row["key"]] = line_no
+        rows.append(row)
     if not rows:
         raise IfevalDataError(path, 0, "<file>", "no rows")
     return rows
