@@ -57,12 +57,9 @@ def load_graded(path: Path) -> list[dict]:
 
 
 def _utils():
-    import importlib.util
+    from benchmark.tasks import load_task_module
 
-    spec = importlib.util.spec_from_file_location("ecuador_law_es_utils", lawdata.TASK_DIR / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_task_module(lawdata.TASK_DIR / "utils.py", "ecuador_law_es_utils")
 
 
 def score_graded(rows: list[dict]) -> list[dict]:

@@ -7,7 +7,6 @@ template, so the prompts really go through ``HFLM.apply_chat_template``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -18,6 +17,7 @@ import pytest
 import sacrebleu
 
 from benchmark import textmetrics as tm
+from benchmark.tasks import load_task_module
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "tasks"
@@ -26,10 +26,7 @@ DATA = TASK_DIR / "data" / "gen_test.jsonl"
 
 
 def _load_gen_utils():
-    spec = importlib.util.spec_from_file_location("instruct_es_gen_utils", TASK_DIR / "gen_utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_task_module(TASK_DIR / "gen_utils.py", "instruct_es_gen_utils")
 
 
 gu = _load_gen_utils()

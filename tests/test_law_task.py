@@ -7,7 +7,6 @@ The grounding checks read the task's own copy of the law corpus,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import lawdata, lawfacts
+from benchmark.tasks import load_task_module
 from benchmark.lawdata import DataError
 from benchmark.registry import REPO
 
@@ -30,10 +30,7 @@ SIX_LAWS = {"constitucion", "codigo_trabajo", "ley_transporte_terrestre_transito
 
 
 def _load_utils():
-    spec = importlib.util.spec_from_file_location("ecuador_law_es_utils", TASK_DIR / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_task_module(TASK_DIR / "utils.py", "ecuador_law_es_utils")
 
 
 utils = _load_utils()

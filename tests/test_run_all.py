@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import results as res
-from benchmark import run_all
+from benchmark import run_all, tasks
 from benchmark.registry import REPO
 from conftest import TINY_LLAMA, make_lora_adapter, run_all_args, write_mc_task, write_registry
 
@@ -86,21 +86,21 @@ def _docs(strata: dict) -> list[dict]:
 ])
 def test_stratified_sample_spreads_over_strata_and_is_fixed(strata, n, per_stratum):
     docs = _docs(strata)
-    picked = run_all.stratified_sample(docs, n, seed=0)
+    picked = tasks.stratified_sample(docs, n, seed=0)
     assert picked == sorted(set(picked))
     counts = {}
     for i in picked:
         counts[docs[i]["ley"]] = counts.get(docs[i]["ley"], 0) + 1
     assert counts == per_stratum
-    assert run_all.stratified_sample(docs, n, seed=0) == picked
+    assert tasks.stratified_sample(docs, n, seed=0) == picked
 
 
 def test_a_task_yaml_dropped_into_a_folder_is_discovered(tmp_path):
-    dirs = run_all.task_dirs([tmp_path])
-    before = run_all.own_root_tasks(run_all.task_manager(None, dirs), dirs)
+    dirs = tasks.task_dirs([tmp_path])
+    before = tasks.own_root_tasks(tasks.task_manager(None, dirs), dirs)
     assert "tiny_dropped" not in before and "ecuador_law_es" in before
     write_mc_task(tmp_path, "tiny_dropped")
-    after = run_all.own_root_tasks(run_all.task_manager(None, dirs), dirs)
+    after = tasks.own_root_tasks(tasks.task_manager(None, dirs), dirs)
     assert set(after) == set(before) | {"tiny_dropped"}
 
 
@@ -112,7 +112,7 @@ def test_a_task_yaml_that_does_not_parse_is_named(tmp_path, caplog, names, fails
     (tmp_path / "broken.yaml").write_text("task: tiny_broken\noutput_type: generate_until\ndoc_to_text: a: b\n")
     message = f"{tmp_path / 'broken.yaml'}: line 3, column 15 YAML syntax error"
     with caplog.at_level("WARNING", logger="benchmark"):
-        tm, kept, leaves, problems = run_all.resolve_tasks(names, run_all.task_dirs([tmp_path]))
+        tm, kept, leaves, problems = tasks.resolve_tasks(names, tasks.task_dirs([tmp_path]))
     assert "tiny_ok" in kept and "tiny_ok" in leaves and "tiny_broken" not in kept
     assert any(message in p for p in problems) == fails
     assert (message in caplog.text) == (not fails)
@@ -120,7 +120,7 @@ def test_a_task_yaml_that_does_not_parse_is_named(tmp_path, caplog, names, fails
 
 def test_include_path_must_be_a_folder(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
-        run_all.task_dirs([tmp_path / "nope"])
+        tasks.task_dirs([tmp_path / "nope"])
 
 
 # ------------------------------------------------------------------ the matrix ---
