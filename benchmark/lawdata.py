@@ -106,6 +106,8 @@ def load_split(split: str, data_dir: Path = DATA_DIR) -> list[dict]:
     law_table = laws()
     out, seen = [], {}
     files = sorted((Path(data_dir) / split).glob("*.jsonl"))
+    if split == "train":   # rewordings of the training pairs (each asks a pair's fact in other words)
+        files += sorted((Path(data_dir) / "train_parafrasis").glob("*.jsonl"))
     if not files:
         raise DataError(f"{Path(data_dir) / split}: no *.jsonl files for split '{split}'")
     for path in files:
@@ -365,7 +367,8 @@ def taught_facts(train: list[dict], evaluated: list[dict]) -> tuple[int, int, li
     """How many key facts of the ``visto`` items a training answer on the same article states.
 
     That is the ceiling of key-fact recall that memorising the training answers can reach:
-    (facts stated, facts in all, where each missing one is). ``nuevo`` items are not counted.
+    (facts stated, facts in all, where each missing one is). ``nuevo`` items are not counted, nor are
+    results computed for a question's own scenario (facts with a ``calculo``).
     """
     answers = answers_by_article(train)
     stated, total, missing = 0, 0, []
@@ -374,6 +377,8 @@ def taught_facts(train: list[dict], evaluated: list[dict]) -> tuple[int, int, li
             continue
         taught = [t for a in row["articulos"] for t in answers[(row["ley"], a)]]
         for fact in row["hechos_clave"]:
+            if "calculo" in fact:
+                continue   # a result computed for the question's scenario: the rule is taught, not the number
             total += 1
             if any(lawfacts.fact_verdict(t, fact).score == 1 for t in taught):
                 stated += 1
@@ -420,9 +425,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-corpus", action="store_true", help="skip the grounding checks")
     parser.add_argument("--law", nargs="+", choices=sorted(laws()), metavar="LAW",
                         help=f"check only these laws' rows (grounding, facts); one of {sorted(laws())}")
+    parser.add_argument("--missing-taught", action="store_true",
+                        help="list the key facts of 'visto' test items that no training answer on the same article states")
     parser.add_argument("--mc-baselines", action="store_true",
                         help="print the answer-only multiple-choice baselines per split (and per law with --law)")
     args = parser.parse_args(argv)
+    if args.missing_taught:
+        train = load_split("train")
+        test = [r for r in load_split("test") if not args.law or r["ley"] in args.law]
+        stated, total, missing = taught_facts(train, test)
+        for line in missing:
+            print("missing:", line)
+        print(f"{stated} of {total} 'visto' key facts ({stated / max(total, 1):.1%}) are stated by a training answer "
+              "on the same article")
+        return 0
     if args.mc_baselines:
         lo, hi = MC_BASELINE_RANGE
         for s in ("test", "validation"):
