@@ -45,7 +45,7 @@ def loglikelihoods(folder: Path, task: str = "tiny_mc") -> list[float]:
 
 def mtimes(out: Path) -> dict:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in out.rglob("*")
-            if p.is_file() and "lm_cache" not in p.parts and p.name != ".run_all.lock"}
+            if p.is_file() and "lm_cache" not in p.parts and p.name not in {".run_all.lock", "run_all.log"}}
 
 
 # ------------------------------------------------------------------ command line ---
