@@ -39,6 +39,14 @@ SAMPLE_MAX_GEN_TOKS = 128   # answers are capped at this many tokens in the defa
 log = logging.getLogger("benchmark")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--limit takes a number of documents >= 1, got {text}; "
+                                         "use --full for the whole test splits")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="embedded", help="suite from adapters/registry.yaml (default: embedded)")
@@ -49,9 +57,9 @@ def parse_args(argv=None):
                    "(default: every task under tasks/ and the --include-path folders)")
     p.add_argument("--include-path", type=Path, action="append", default=[], metavar="DIR",
                    help="another folder of lm-eval task YAMLs, searched like tasks/ (repeatable)")
-    p.add_argument("--limit", type=int, nargs="?", const=0, default=DEFAULT_SAMPLE,
+    p.add_argument("--limit", type=_positive, default=DEFAULT_SAMPLE, metavar="N",
                    help=f"documents per leaf task, a fixed stratified sample (default {DEFAULT_SAMPLE}); "
-                        "--limit with no value or --full = whole test splits")
+                        "--full for the whole test splits")
     p.add_argument("--full", action="store_true", help="evaluate the whole test splits")
     p.add_argument("--preset", help="decode every combination with this preset (name in presets/ or a path)")
     p.add_argument("--precision", choices=["8bit", "4bit", "bf16", "fp32"], default="8bit")

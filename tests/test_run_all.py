@@ -62,7 +62,6 @@ def test_help_lists_the_options():
 @pytest.mark.parametrize("argv, field, expected", [
     ([], "limit", run_all.DEFAULT_SAMPLE),
     (["--full"], "limit", 0),
-    (["--limit"], "limit", 0),
     (["--limit", "3"], "limit", 3),
     (["--adapters", "none"], "adapters", ["base"]),
     ([], "adapters", ["base", "instruct", "law", "merged"]),
@@ -71,6 +70,13 @@ def test_help_lists_the_options():
 ])
 def test_parse_args(argv, field, expected):
     assert getattr(run_all.parse_args(argv), field) == expected
+
+
+@pytest.mark.parametrize("argv", [["--limit"], ["--limit", "0"], ["--limit", "-2"]])
+def test_limit_needs_a_number_of_documents(argv, capsys):
+    with pytest.raises(SystemExit):
+        run_all.parse_args(argv)
+    assert "--limit" in capsys.readouterr().err
 
 
 def _docs(strata: dict) -> list[dict]:

@@ -674,3 +674,11 @@ def test_sharded_qlora_needs_quant_storage_equal_to_dtype(name, monkeypatch):
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     monkeypatch.delenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", raising=False)
     assert train.model_init_kwargs(embedded)["quantization_config"].load_in_4bit   # one process: fine
+
+
+def test_the_trainer_takes_the_runners_flag_spelling():
+    """--output-dir and --adapter-dir, as run_all spells its flags (the underscore forms still work)."""
+    recipe_args, sft_config, _ = train.parse_args(["--recipe", "training/recipes/smollm2-135m-instruct/law.yaml",
+                                                   "--output-dir", "runs/x", "--adapter-dir", "runs/y",
+                                                   "--max-steps", "3"])
+    assert (sft_config.output_dir, str(recipe_args.adapter_dir), sft_config.max_steps) == ("runs/x", "runs/y", 3)

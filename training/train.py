@@ -1,7 +1,7 @@
 """QLoRA supervised fine-tuning of one adapter, from a recipe.
 
     python -m training.train --recipe training/recipes/smollm2-135m-instruct/law.yaml
-    python -m training.train --recipe training/recipes/smollm2-135m-instruct/law.yaml --max_steps 5 --adapter_dir /tmp/a
+    python -m training.train --recipe training/recipes/smollm2-135m-instruct/law.yaml --max-steps 5 --adapter-dir runs/a
     accelerate launch --config_file training/accelerate/ddp.yaml -m training.train --recipe ...
 
 Every hyperparameter lives in the recipe (a YAML read by TRL's ``TrlParser``:
@@ -10,7 +10,7 @@ can be overridden on the command line. The base model comes from the registry,
 prepared by ``benchmark.loading.prepare``; the data is formatted with the model's
 webui template through ``benchmark.templates.prompt_completion`` (the same
 template evaluation uses) and the loss is on the completion (assistant) tokens
-only. Checkpoints go to ``--output_dir``; an interrupted run resumes from the
+only. Checkpoints go to ``--output-dir``; an interrupted run resumes from the
 last one. The adapter folder gets the adapter, the tokenizer with the chat
 template, and a training card with a loss curve.
 """
