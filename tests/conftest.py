@@ -209,3 +209,15 @@ def smoke_checkpoints(bench_cache, registry, smollm2_checkpoints) -> dict:
 
     return {name: prepare(registry.model(name), bench_cache, registry=registry, log=lambda *a: None)
             for name in registry.suite("smoke")}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reliability-report", action="store_true",
+                     help="write tests/reliability/RESULTS.md from tests/reliability/cases.yaml and this run's outcomes")
+
+
+def pytest_configure(config):
+    if config.getoption("--reliability-report"):
+        from reliability.report import ReliabilityReport
+
+        config.pluginmanager.register(ReliabilityReport(config.rootpath), "reliability-report")

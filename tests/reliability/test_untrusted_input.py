@@ -16,7 +16,7 @@ import pytest
 from benchmark import lawdata
 from benchmark.presets import load_preset
 from benchmark.registry import REPO, load_registry
-from benchmark.run_all import check_task_yamls, task_manager
+from benchmark.tasks import check_task_yamls, task_manager
 from benchmark.templates import TemplateError, load_template, template_from_data
 from benchmark.yamlio import MAX_BYTES, YamlError, load_yaml
 
