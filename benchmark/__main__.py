@@ -77,8 +77,8 @@ def cmd_prepare(args) -> int:
 
 def cmd_generate(args) -> int:
     import torch
-    from transformers import StopStringCriteria, StoppingCriteriaList
 
+    from benchmark.generation import generate_texts
     from benchmark.loading import load_for_eval
     from benchmark.presets import find_preset, load_preset
     from benchmark.registry import check_adapter
@@ -103,15 +103,9 @@ def cmd_generate(args) -> int:
         else:
             history.append({"role": "user", "content": text})
             prompt = template.render(history, add_generation_prompt=True)
-        enc = tokenizer(prompt, return_tensors="pt").to(model.device)   # as training tokenizes prompts
-        # Stop strings as a criteria object: a custom_generate callable (contrastive search) gets no tokenizer.
-        stops = StoppingCriteriaList([StopStringCriteria(tokenizer, template.stop_strings)])
-        out = model.generate(**enc, max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             stopping_criteria=stops, **preset.generate_kwargs())
-        answer = tokenizer.decode(out[0, enc.input_ids.shape[1]:], skip_special_tokens=True)
-        for stop in template.stop_strings:
-            answer = answer.split(stop)[0]
-        answer = answer.strip()
+        [answer] = generate_texts(model, tokenizer, [prompt], stop_strings=template.stop_strings,
+                                  max_new_tokens=args.max_new_tokens, batch_size=1,
+                                  generate_kwargs=preset.generate_kwargs())
         if not args.raw:
             history.append({"role": "assistant", "content": answer})
         return answer

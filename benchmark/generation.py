@@ -132,3 +132,34 @@ def contrastive_search(model, input_ids, logits_processor, stopping_criteria, ge
     if streamer is not None:
         streamer.end()
     return input_ids
+
+
+def generate_texts(model, tokenizer, prompts: list[str], *, stop_strings=(), max_new_tokens: int = 128,
+                   batch_size: int = 8, generate_kwargs: dict | None = None, desc: str | None = None) -> list[str]:
+    """Answers to ready-rendered ``prompts``: left-padded batches, cut at the template's stop strings.
+
+    The one generation loop outside lm-eval (the CLI's ``generate``/``chat`` and the training probes use it;
+    evaluation goes through lm-eval's HFLM in ``benchmark.harness``). Stop strings stop generation as a
+    criteria object, which ``custom_generate`` callables (contrastive search) also honour, and cut the text.
+    ``generate_kwargs`` default to greedy decoding; pass a preset's ``generate_kwargs()`` to decode with it.
+    """
+    from transformers import StoppingCriteriaList, StopStringCriteria
+
+    from tqdm.auto import tqdm
+
+    stops = [s for s in stop_strings if s]
+    kwargs = {"do_sample": False} if generate_kwargs is None else dict(generate_kwargs)
+    if stops:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(tokenizer, stops)])
+    tokenizer.padding_side = "left"
+    texts = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=desc is None):
+        enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **kwargs)
+        for row in out[:, enc.input_ids.shape[1]:]:
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            for stop in stops:
+                text = text.split(stop)[0]
+            texts.append(text.strip())
+    return texts

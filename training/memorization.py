@@ -22,24 +22,11 @@ from pathlib import Path
 def generate_answers(model, tokenizer, template, user_messages: list[str], *, max_new_tokens: int,
                      batch_size: int, desc: str) -> list[str]:
     """Greedy answers to single-turn user messages, rendered with the model's template, cut at its stop strings."""
-    import torch
-    from tqdm import tqdm
+    from benchmark.generation import generate_texts
 
-    tokenizer.padding_side = "left"
-    outs = []
-    for i in tqdm(range(0, len(user_messages), batch_size), desc=desc):
-        prompts = [template.render([{"role": "user", "content": m}], add_generation_prompt=True)
-                   for m in user_messages[i:i + batch_size]]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        for j in range(len(prompts)):
-            text = tokenizer.decode(out[j, enc.input_ids.shape[1]:], skip_special_tokens=True)
-            for stop in template.stop_strings:
-                text = text.split(stop)[0]
-            outs.append(text.strip())
-    return outs
+    prompts = [template.render([{"role": "user", "content": m}], add_generation_prompt=True) for m in user_messages]
+    return generate_texts(model, tokenizer, prompts, stop_strings=template.stop_strings,
+                          max_new_tokens=max_new_tokens, batch_size=batch_size, desc=desc)
 
 
 def main(argv=None) -> int:
