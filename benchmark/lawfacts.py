@@ -520,6 +520,11 @@ def fact_verdict(answer: str | Analysis, fact: dict) -> Verdict:
     return v
 
 
+def states(answer: str, fact: dict) -> bool:
+    """True when ``answer`` states ``fact`` and does not contradict it."""
+    return fact_verdict(answer, fact).score == 1.0
+
+
 def score_answer(answer: str, facts: list[dict]) -> list[Verdict]:
     a = analyse(answer or "")
     return [fact_verdict(a, f) for f in facts]

@@ -333,7 +333,7 @@ def test_memorization_check_answers_training_questions_with_base_and_adapter(tra
 def test_fact_probe_picks_taught_articles_over_the_laws():
     """training.fact_probe: articles whose visto key facts all appear in a training answer, from several laws."""
     from benchmark import lawdata
-    from benchmark.textnorm import contains
+    from benchmark.lawfacts import states
     from training.fact_probe import pick_articles, probe_sets
 
     train_rows, test_rows = lawdata.load_split("train"), lawdata.load_split("test")
@@ -344,8 +344,8 @@ def test_fact_probe_picks_taught_articles_over_the_laws():
     assert tests and all(t["conocimiento"] == "visto" for t in tests)
     for t in tests:
         taught = [r["respuesta"] for r in rows if r["ley"] == t["ley"] and t["articulos"][0] in r["articulos"]]
-        assert all(any(contains(a, f) for a in taught) for f in t["hechos_clave"]), t["id"]
-    assert all(facts and all(contains(r["respuesta"], f) for f in facts) for r, facts in scored)
+        assert all(any(states(a, f) for a in taught) for f in t["hechos_clave"]), t["id"]
+    assert all(facts and all(states(r["respuesta"], f) for f in facts) for r, facts in scored)
 
 
 def test_fact_probe_paraphrases_keep_the_answer_and_refuse_test_wording(tmp_path):

@@ -38,7 +38,7 @@ TASK_UTILS = "tasks/ecuador_law_es/utils.py"
 def pick_articles(train: list[dict], test: list[dict], n: int) -> list[tuple[str, str]]:
     """N (law, article) pairs with ``visto`` test items whose key facts a training answer all states."""
     from benchmark.lawdata import answers_by_article
-    from benchmark.textnorm import contains
+    from benchmark.lawfacts import states
 
     answers = answers_by_article(train)
     items = defaultdict(list)
@@ -46,7 +46,7 @@ def pick_articles(train: list[dict], test: list[dict], n: int) -> list[tuple[str
         if row["conocimiento"] == "visto":
             items[(row["ley"], row["articulos"][0])].append(row)
     good = sorted(key for key, rows in items.items()
-                  if all(any(contains(t, f) for t in answers[key]) for r in rows for f in r["hechos_clave"]))
+                  if all(any(states(t, f) for t in answers[key]) for r in rows for f in r["hechos_clave"]))
     by_law = defaultdict(list)
     for key in good:
         by_law[key[0]].append(key)
@@ -60,17 +60,20 @@ def pick_articles(train: list[dict], test: list[dict], n: int) -> list[tuple[str
 
 def probe_sets(train: list[dict], test: list[dict], articles: list[tuple[str, str]]):
     """(training rows of the articles, [(training row, facts its answer states)], test items of the articles)."""
-    from benchmark.textnorm import contains
+    import json
+
+    from benchmark.lawfacts import states
 
     chosen = set(articles)
     rows = [r for r in train if any((r["ley"], a) in chosen for a in r["articulos"])]
     tests = [r for r in test if r["conocimiento"] == "visto" and (r["ley"], r["articulos"][0]) in chosen]
     facts = defaultdict(set)
     for r in tests:
-        facts[(r["ley"], r["articulos"][0])].update(r["hechos_clave"])
+        facts[(r["ley"], r["articulos"][0])].update(json.dumps(f, sort_keys=True) for f in r["hechos_clave"])
     scored = []
     for r in rows:
-        stated = sorted(f for a in r["articulos"] for f in facts.get((r["ley"], a), ()) if contains(r["respuesta"], f))
+        stated = [json.loads(f) for f in sorted({f for a in r["articulos"] for f in facts.get((r["ley"], a), ())})
+                  if states(r["respuesta"], json.loads(f))]
         if stated:
             scored.append((r, stated))
     return rows, scored, tests

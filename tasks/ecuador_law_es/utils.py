@@ -14,8 +14,8 @@ from benchmark import lawdata, lawfacts, textmetrics
 FIELDS = ["id", "ley", "version", "articulos", "tipo", "tema", "pregunta", "respuesta",
           "hechos_clave", "opciones", "correcta", "conocimiento"]
 PROMPT = ("Responde en español a esta pregunta sobre la legislación del Ecuador y cita el artículo "
-          "en que se basa la respuesta.\nTexto aplicable: {ley} ({version}).\n\nPregunta: {pregunta}\nRespuesta:")
-MC_PROMPT = "Pregunta sobre la legislación del Ecuador ({ley}, {version}): {pregunta}\nRespuesta:"
+          "en que se basa la respuesta.{texto}\n\nPregunta: {pregunta}\nRespuesta:")
+MC_PROMPT = "Pregunta sobre la legislación del Ecuador{texto_mc}: {pregunta}\nRespuesta:"
 
 
 def load_dataset(conocimiento: str | None = None, **_) -> datasets.DatasetDict:
@@ -31,16 +31,21 @@ def load_dataset(conocimiento: str | None = None, **_) -> datasets.DatasetDict:
     return datasets.DatasetDict(splits)
 
 
-def _law(doc: dict) -> str:
-    return lawdata.laws()[doc["ley"]]["titulo"]
+def _text_named(doc: dict) -> dict:
+    """The law and edition an item asks about, for the prompt (rows without them, e.g. a probe's bare
+    question, get none)."""
+    if not doc.get("ley") or not doc.get("version"):
+        return {"texto": "", "texto_mc": ""}
+    title = lawdata.laws()[doc["ley"]]["titulo"]
+    return {"texto": f"\nTexto aplicable: {title} ({doc['version']}).", "texto_mc": f" ({title}, {doc['version']})"}
 
 
 def doc_to_text(doc: dict) -> str:
-    return PROMPT.format(pregunta=doc["pregunta"], ley=_law(doc), version=doc["version"])
+    return PROMPT.format(pregunta=doc["pregunta"], **_text_named(doc))
 
 
 def mc_doc_to_text(doc: dict) -> str:
-    return MC_PROMPT.format(pregunta=doc["pregunta"], ley=_law(doc), version=doc["version"])
+    return MC_PROMPT.format(pregunta=doc["pregunta"], **_text_named(doc))
 
 
 def fact_verdicts(answer: str, facts) -> list[tuple[dict, lawfacts.Verdict]]:
