@@ -3,7 +3,8 @@
 Reads a ``run_all`` results folder that holds ``ecuador_law_es_qa`` (whole split) for base and
 adapter combinations, keeps each answer as generated, and scores it twice:
 
-* 2.0: the per-document ``hechos_recall`` / ``hechos_todos`` the run logged (typed facts);
+* 2.0: ``hechos_recall`` / ``hechos_todos`` of the task's current ``process_results`` (typed facts),
+  recomputed here, so every answer is scored by the same data and scorer whenever it was generated;
 * 1.x: the lexical scorer of the last 1.x release, i.e. the key-fact strings of that release read
   from git (``--old-rev``) and matched with ``benchmark.textnorm.contains``, with the 1.x language
   gate (``textmetrics.spanish_score`` of 0 zeroes the item).
@@ -56,14 +57,15 @@ def old_score(answer: str, facts: list[str]) -> float:
     return sum(contains(answer, f) for f in facts) / len(facts)
 
 
-def _answers(combo: dict, subset: str) -> dict[str, dict]:
+def _answers(combo: dict, subset: str, items: dict, utils) -> dict[str, dict]:
     out = {}
     for s in combo["samples"].get(subset, []):
         resp = s.get("filtered_resps", s.get("resps"))
         while isinstance(resp, list):
             resp = resp[0] if resp else ""
-        out[s["doc"]["id"]] = {"answer": resp or "", "new": float(s["hechos_recall"]),
-                               "strict": float(s["hechos_todos"])}
+        doc = items[s["doc"]["id"]]
+        scores = utils.process_results({**doc, "hechos_clave": lawdata.dump_facts(doc["hechos_clave"])}, [resp or ""])
+        out[doc["id"]] = {"answer": resp or "", "new": scores["hechos_recall"], "strict": scores["hechos_todos"]}
     return out
 
 
@@ -82,15 +84,19 @@ def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def rescore(results: Path, rev: str = OLD_REV) -> list[dict]:
     from leaderboard.build import load_combos
 
+    from benchmark.tasks import load_task_module
+
     facts = old_facts(rev)
+    items = {r["id"]: r for r in lawdata.load_split("test")}
+    utils = load_task_module(lawdata.TASK_DIR / "utils.py", "ecuador_law_es_utils")
     combos = [c for c in load_combos(results) if c["status"] == "ok"]
     rows = []
     for model in sorted({c["model"] for c in combos}):
         base = next((c for c in combos if c["model"] == model and c["adapter"] == "base"), None)
         for combo in [c for c in combos if c["model"] == model]:
             for subset in SUBSETS:
-                mine = _answers(combo, subset)
-                ref = _answers(base, subset) if base else {}
+                mine = _answers(combo, subset, items, utils)
+                ref = _answers(base, subset, items, utils) if base else {}
                 ids = sorted(mine.keys() & ref.keys()) if ref else sorted(mine)
                 if not ids:
                     continue
