@@ -124,6 +124,18 @@ def language_gate() -> dict:
             "foreign_answers": len(FOREIGN_ANSWERS), "foreign_answers_not_zeroed": len(foreign_kept)}
 
 
+BLIND_ANSWERS = ("No.", "Sí.")
+
+
+def blind_answers(test: list[dict], utils) -> dict[str, float]:
+    """Mean key-fact score of one fixed answer to every test question: what guessing a verdict earns."""
+    out = {}
+    for answer in BLIND_ANSWERS:
+        scores = [utils.key_fact_recall(answer, r["hechos_clave"]) for r in test]
+        out[answer] = sum(scores) / len(scores)
+    return out
+
+
 def figures(sets: dict[str, Path] = SETS) -> dict:
     scored = {name: score_graded(load_graded(path)) for name, path in sets.items()}
     test = lawdata.load_split("test")
@@ -134,6 +146,7 @@ def figures(sets: dict[str, Path] = SETS) -> dict:
         "language_gate": language_gate(),
         "mc_baselines": {s: lawdata.mc_baselines(lawdata.load_split(s)) for s in ("test", "validation")},
         "correct_option_as_answer_mean": sum(correct_options) / len(correct_options),
+        "blind_answers": blind_answers(test, utils),
         "_scored": scored,
     }
 
@@ -175,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
           f"answers; {g['foreign_answers'] - g['foreign_answers_not_zeroed']} of {g['foreign_answers']} "
           "Portuguese/Italian/English answers zeroed")
     print(f"correct option used as a short answer: mean key-fact score {result['correct_option_as_answer_mean']:.3f}")
+    print("the same answer to every test question: " + ", ".join(
+        f"{a!r} scores {v:.3f}" for a, v in result["blind_answers"].items()))
     for split, b in result["mc_baselines"].items():
         print(f"multiple choice, {split}: " + ", ".join(f"{k} {v:.1%}" for k, v in b.items()) + " (chance 25%)")
     if args.show_disagreements:
