@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from benchmark.registry import load_registry
-from leaderboard.build import RESAMPLES, load_combos, paired_delta
+from benchmark.resultsets import load_combos
+from benchmark.stats import RESAMPLES, paired_delta
 
 # task -> metrics reported (first = the one an adapter is expected to improve)
 DEFAULT_TASKS = {

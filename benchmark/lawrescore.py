@@ -82,7 +82,7 @@ def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 
 
 def rescore(results: Path, rev: str = OLD_REV) -> list[dict]:
-    from leaderboard.build import load_combos
+    from benchmark.resultsets import load_combos
 
     from benchmark.tasks import load_task_module
 

@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark import textmetrics
-from benchmark.results import atomic_write, sha256_bytes
+from benchmark.results import atomic_write
+from benchmark.resultsets import REQUIRED, ResultsFormatError, load_combos, read_samples  # noqa: F401 (the page's API)
+from benchmark.stats import CORPUS_METRICS, RESAMPLES, SEED, _number, paired_delta  # noqa: F401
 
 # Main metric of a task: the first of these found in its results -> (decimals shown, top of the chart scale).
 MAIN_METRICS = {
@@ -45,105 +47,14 @@ MAIN_METRICS = {
     "prompt_level_strict_acc": (3, 1.0),
     "chrf_pp": (1, 100.0),
 }
-CORPUS_METRICS = {"chrf_pp"}  # per-sample values are (reference, prediction) pairs
-REQUIRED = ("model", "adapter", "precision", "template", "preset", "sample")  # keys of results["benchmark"]
-RESAMPLES = 1000
-SEED = 20240917
 TEMPLATE = Path(__file__).with_name("template.html")
 REPO = Path(__file__).resolve().parent.parent
-STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9.\-]+")
 LOG_KEYS = {"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
             "doc_hash", "prompt_hash", "target_hash"}
 
 
-class LeaderboardError(ValueError):
-    pass
-
-
-# ------------------------------------------------------------------ reading ---
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise LeaderboardError(f"{path}: not readable JSON ({exc})") from None
-
-
-def _check_results(path: Path, data) -> dict:
-    if not isinstance(data, dict):
-        raise LeaderboardError(f"{path}: expected a JSON object (lm-eval results), got {type(data).__name__}")
-    if not isinstance(data.get("results"), dict):
-        raise LeaderboardError(f"{path}: missing required field 'results' (lm-eval's per-task metrics)")
-    bench = data.get("benchmark")
-    if not isinstance(bench, dict):
-        raise LeaderboardError(f"{path}: missing required field 'benchmark' (provenance written by run_all)")
-    for key in REQUIRED:
-        if bench.get(key) in (None, ""):
-            raise LeaderboardError(f"{path}: missing required field 'benchmark.{key}'")
-    for task, metrics in data["results"].items():
-        if not isinstance(metrics, dict):
-            raise LeaderboardError(f"{path}: field 'results.{task}' must be an object of metrics")
-    return data
-
-
-def _check_done(folder: Path) -> None:
-    """done.json lists a sha256 per file: a file edited or truncated since the run is refused."""
-    record = _read_json(folder / "done.json")
-    for name, digest in (record.get("files") or {}).items() if isinstance(record, dict) else ():
-        f = folder / name
-        if not f.is_file() or sha256_bytes(f.read_bytes()) != digest:
-            raise LeaderboardError(f"{f}: missing or changed since the run (checksum in {folder / 'done.json'} "
-                                   "differs); rerun this combination with benchmark/run_all.py --force")
-
-
-def read_samples(path: Path) -> list[dict]:
-    from benchmark.jsonl import read_jsonl
-
-    rows = []
-    for number, row in read_jsonl(path, error=lambda p, n, problem: LeaderboardError(f"{p}, line {n}: {problem}")):
-        if "doc_id" not in row:
-            raise LeaderboardError(f"{path}, line {number}: missing required field 'doc_id'")
-        rows.append(row)
-    return rows
-
-
-def _samples_files(folder: Path, tasks) -> dict[str, Path]:
-    """Newest samples_<task>_<timestamp>.jsonl per task (task names may contain '_')."""
-    found = {}
-    for task in tasks:
-        prefix = f"samples_{task}_"
-        files = sorted(p for p in folder.glob("samples_*.jsonl")
-                       if p.name.startswith(prefix) and STAMP.fullmatch(p.name[len(prefix):-len(".jsonl")]))
-        if files:
-            found[task] = files[-1]
-    return found
-
-
-def load_combos(results_dir: Path) -> list[dict]:
-    """Every <model>/<adapter> folder that finished (done.json) or failed (failed.json)."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise LeaderboardError(f"results folder {results_dir} does not exist; run benchmark/run_all.py first")
-    combos = []
-    for folder in sorted(p for p in results_dir.glob("*/*") if p.is_dir()):
-        combo = {"model": folder.parent.name, "adapter": folder.name, "folder": folder}
-        if (folder / "done.json").is_file():
-            files = sorted(folder.glob("results_*.json"))
-            if not files:
-                raise LeaderboardError(f"{folder}: done.json but no results_*.json file")
-            _check_done(folder)
-            data = _check_results(files[-1], _read_json(files[-1]))
-            combo.update(status="ok", data=data, samples={
-                task: read_samples(p) for task, p in _samples_files(folder, data["results"]).items()})
-        elif (folder / "failed.json").is_file():
-            record = _read_json(folder / "failed.json")
-            error = record.get("error") if isinstance(record, dict) else None
-            combo.update(status="failed", error=str(error or "failed (no error text recorded)"))
-        else:
-            continue  # not run yet, or interrupted
-        combos.append(combo)
-    combos.sort(key=lambda c: (c["model"], c["adapter"] != "base", c["adapter"]))
-    return combos
+# Reading results and the paired statistics live in the benchmark package; the page only renders them.
+LeaderboardError = ResultsFormatError
 
 
 def main_metric(metrics: dict) -> tuple[str, str] | None:
@@ -153,81 +64,6 @@ def main_metric(metrics: dict) -> tuple[str, str] | None:
         if keys:
             return name, (f"{name},none" if f"{name},none" in keys else keys[0])
     return None
-
-
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-# ------------------------------------------------------------------ bootstrap ---
-
-def _chrf_scorer(pairs: list) -> Callable:
-    """idx -> corpus chrF++ of the resampled (reference, prediction) pairs.
-
-    Sums sacrebleu's per-sentence statistics (what sacrebleu's own paired bootstrap
-    does): identical to corpus_chrfpp on the resampled lists, checked on the full set,
-    and ~100x faster. Falls back to calling corpus_chrfpp when that check fails.
-    """
-    refs, preds = [str(r) for r, _ in pairs], [str(p) for _, p in pairs]
-    full = textmetrics.corpus_chrfpp(preds, refs)
-    metric = getattr(textmetrics, "_CHRFPP", None)
-    try:
-        stats = np.array(metric._extract_corpus_statistics([p.strip() for p in preds], [[r.strip() for r in refs]]))
-        if abs(metric._compute_score_from_stats(stats.sum(0)).score - full) < 1e-9:
-            return lambda idx: metric._compute_score_from_stats(stats[idx].sum(0)).score
-    except Exception:  # noqa: BLE001 - private sacrebleu API changed: use the public function
-        pass
-    return lambda idx: textmetrics.corpus_chrfpp([preds[i] for i in idx], [refs[i] for i in idx])
-
-
-def _scorer(metric: str, values: list) -> Callable | None:
-    if metric in CORPUS_METRICS:
-        if all(isinstance(v, (list, tuple)) and len(v) == 2 for v in values):
-            return _chrf_scorer(values)
-        return None
-    numbers = [_number(float(v) if isinstance(v, bool) else v) for v in values]
-    if any(n is None for n in numbers):
-        return None
-    arr = np.array(numbers)
-    return lambda idx: float(arr[idx].mean())
-
-
-def _per_doc(samples: list[dict], metric: str) -> dict:
-    return {json.dumps(s["doc_id"]): s[metric] for s in samples if s.get(metric) is not None}
-
-
-def _leaves(task: str, data: dict) -> list[str]:
-    children = (data.get("group_subtasks") or {}).get(task)
-    return [leaf for child in children for leaf in _leaves(child, data)] if children else [task]
-
-
-def paired_delta(base: dict, other: dict, task: str, metric: str,
-                 resamples: int = RESAMPLES, seed: int = SEED) -> dict | None:
-    """{delta, lo, hi, n}: other - base on the docs both scored, with a paired bootstrap 95% interval."""
-    parts = []
-    for leaf in _leaves(task, other["data"]):
-        a = _per_doc(other["samples"].get(leaf, []), metric)
-        b = _per_doc(base["samples"].get(leaf, []), metric)
-        ids = sorted(a.keys() & b.keys())
-        if not ids:
-            continue
-        fa, fb = _scorer(metric, [a[i] for i in ids]), _scorer(metric, [b[i] for i in ids])
-        if fa is None or fb is None:
-            return None
-        parts.append((len(ids), fa, fb))
-    if not parts:
-        return None
-    total = sum(n for n, _, _ in parts)
-
-    def stat(indices):
-        return sum(n * (fa(idx) - fb(idx)) for (n, fa, fb), idx in zip(parts, indices)) / total
-
-    rng = np.random.default_rng(seed)
-    draws = [stat([rng.integers(0, n, n) for n, _, _ in parts]) for _ in range(resamples)]
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return {"delta": stat([np.arange(n) for n, _, _ in parts]), "lo": float(lo), "hi": float(hi), "n": total}
 
 
 # ------------------------------------------------------------------ page data ---

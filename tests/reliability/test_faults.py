@@ -19,7 +19,7 @@ import pytest
 from benchmark import results as res
 from benchmark.registry import REPO
 from conftest import run_all_args, subprocess_env, write_gen_task, write_mc_task
-from leaderboard.build import LeaderboardError, load_combos
+from benchmark.resultsets import ResultsFormatError as LeaderboardError, load_combos
 
 
 def _truncate(folder):

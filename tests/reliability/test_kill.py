@@ -30,7 +30,7 @@ import pytest
 from benchmark import results as res
 from benchmark.registry import REPO
 from conftest import run_all_args, subprocess_env
-from leaderboard.build import load_combos
+from benchmark.resultsets import load_combos
 
 # run_all with a fault injected at one point of benchmark.results (KILL_AT), then run_all.main.
 INJECT = r"""
