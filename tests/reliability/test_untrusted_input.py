@@ -250,3 +250,20 @@ def test_trust_remote_code_is_never_switched_on():
                 text = path.read_text(encoding="utf-8", errors="replace")
                 offenders += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in pattern.finditer(text)]
     assert offenders == []
+
+
+@pytest.mark.parametrize("loader, key", [("preset", "top_p"), ("template", "instruction_template")])
+@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/object/new:os.system",
+                                 "!!python/name:os.system", "!!python/object:pathlib.Path"])
+def test_python_object_tags_in_presets_and_templates_are_refused_and_never_run(tmp_path, loader, key, tag):
+    from benchmark.presets import load_preset
+    from benchmark.templates import load_template
+    from benchmark.yamlio import YamlError
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "Tag.yaml"
+    path.write_text(f"temperature: 0.5\n{key}: {tag} ['touch {marker}']\n", encoding="utf-8")
+    with pytest.raises(YamlError, match=r"Tag\.yaml: line 2 tag not allowed"):
+        {"preset": load_preset, "template": load_template}[loader](path)
+    assert not marker.exists()
+
