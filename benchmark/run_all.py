@@ -133,10 +133,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        details = route_library_logs(args.output_dir)
         registry = load_registry()
         models = registry.select(args.suite, args.models)
         res.check_writable(args.output_dir)
+        details = route_library_logs(args.output_dir)
         with res.RunLock(args.output_dir):
             status = run(args, registry, models)
         print(f"library messages (lm-eval, transformers, bitsandbytes, warnings): {details}")

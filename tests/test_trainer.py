@@ -503,7 +503,8 @@ def test_law_pairs_train_on_the_prompt_the_task_sends(tmp_path):
     sent = task.fewshot_context(doc, 0, apply_chat_template=True,
                                 chat_template=lambda msgs, add_generation_prompt=True: template.render(
                                     msgs, add_generation_prompt=add_generation_prompt))
-    pair = write_jsonl(tmp_path / "pair.jsonl", [{"pregunta": doc["pregunta"], "respuesta": doc["respuesta"]}])
+    pair = write_jsonl(tmp_path / "pair.jsonl", [{"ley": doc["ley"], "version": doc["version"],
+                                                  "pregunta": doc["pregunta"], "respuesta": doc["respuesta"]}])
 
     def trained_prompt(prompt_function):
         [conversation] = train.read_examples([str(pair)], "law", prompt_function)
