@@ -53,6 +53,17 @@ class DataError(ValueError):
     """A bad row: the message names the file, the line and the field."""
 
 
+def use_task_folder(folder: Path) -> None:
+    """Read the data (and the corpus) of the task folder at ``folder``.
+
+    The task's ``utils.py`` calls it with its own folder, so the task works wherever the folder is,
+    also when this package is installed from a wheel and the repository is not beside it.
+    """
+    global TASK_DIR, DATA_DIR
+    TASK_DIR = Path(folder).resolve()
+    DATA_DIR = TASK_DIR / "data"
+
+
 def laws() -> dict:
     return json.loads((DATA_DIR / "laws.json").read_text(encoding="utf-8"))
 
@@ -101,8 +112,9 @@ def validate_row(row: dict, split: str, where: str, law_table: dict) -> None:
         raise DataError(f"{where}: field 'correcta' is {row['correcta']}, it must be 0, 1, 2 or 3")
 
 
-def load_split(split: str, data_dir: Path = DATA_DIR) -> list[dict]:
+def load_split(split: str, data_dir: Path | None = None) -> list[dict]:
     """All rows of a split (``data/<split>/*.jsonl``), validated; ids must be unique."""
+    data_dir = Path(data_dir or DATA_DIR)
     law_table = laws()
     out, seen = [], {}
     files = sorted((Path(data_dir) / split).glob("*.jsonl"))
@@ -124,7 +136,7 @@ def load_split(split: str, data_dir: Path = DATA_DIR) -> list[dict]:
 # ---------------------------------------------------------------- corpus ---
 
 def corpus_dir() -> Path:
-    return Path(os.environ.get("ECUADOR_CORPUS", TASK_DIR / "corpus"))
+    return Path(os.environ.get("ECUADOR_CORPUS", TASK_DIR / "corpus"))  # TASK_DIR as set by use_task_folder
 
 
 @dataclass

@@ -398,3 +398,21 @@ def test_huge_numbers_in_model_output_do_not_crash_the_scorer(answer):
     scores = utils.process_results(DOC, [answer + " y quince días"])
     assert 0.0 <= scores["hechos_recall"] <= 1.0
     assert utils.key_fact_recall(answer + " y quince días", [{"tipo": "cantidad", "valor": 15, "unidad": "dia"}]) == 1.0
+
+
+def test_a_copied_task_folder_reads_its_own_data(tmp_path):
+    """The task folder works wherever it is (e.g. beside a wheel install): its utils read the folder's data."""
+    import shutil
+
+    copy = tmp_path / "ecuador_law_es"
+    shutil.copytree(TASK_DIR, copy, ignore=shutil.ignore_patterns("corpus", "graded", "__pycache__"))
+    test_file = copy / "data" / "test" / "codigo_trabajo.jsonl"
+    test_file.write_text("".join(test_file.read_text(encoding="utf-8").splitlines(keepends=True)[:3]),
+                         encoding="utf-8")
+    try:
+        copied = load_task_module(copy / "utils.py", "ecuador_law_es_utils_copy")
+        rows = copied.load_dataset()["test"]
+        assert sum(r["ley"] == "codigo_trabajo" for r in rows) == 3
+    finally:
+        lawdata.use_task_folder(TASK_DIR)   # back to the repository's folder for the other tests
+    assert len(lawdata.load_split("test")) >= 400

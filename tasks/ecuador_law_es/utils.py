@@ -7,9 +7,13 @@ file only wires them into lm-eval.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 
 from benchmark import lawdata, lawfacts, textmetrics
+
+lawdata.use_task_folder(Path(__file__).resolve().parent)   # this folder's data, wherever it is
 
 FIELDS = ["id", "ley", "version", "articulos", "tipo", "tema", "pregunta", "respuesta",
           "hechos_clave", "opciones", "correcta", "conocimiento"]
