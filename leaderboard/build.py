@@ -57,6 +57,18 @@ LOG_KEYS = {"doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "
 LeaderboardError = ResultsFormatError
 
 
+def portable(value):
+    """Paths of the machine that ran a combination, written so the page carries none: repository paths
+    relative to the repository, the home folder as ``~`` (applied to every string, at any depth)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str):
+        return value.replace(str(REPO) + "/", "").replace(str(Path.home()) + "/", "~/")
+    return value
+
+
 def main_metric(metrics: dict) -> tuple[str, str] | None:
     """(metric, key in lm-eval's results) of the first MAIN_METRICS entry present, e.g. ('acc', 'acc,none')."""
     for name in MAIN_METRICS:
@@ -133,7 +145,7 @@ def page_data(combos: list[dict], resamples: int = RESAMPLES) -> dict:
             continue
         data, bench = c["data"], c["data"]["benchmark"]
         row.update({k: str(bench[k]) for k in REQUIRED[2:]}, display_name=str(bench.get("display_name") or ""))
-        row["provenance"] = {"folder": str(c["folder"]), "benchmark": bench,
+        row["provenance"] = {"folder": portable(str(c["folder"])), "benchmark": portable(bench),
                              **{k: data[k] for k in ("versions", "n-samples", "date", "git_hash") if k in data}}
         cells, base = {}, bases.get(c["model"]) if c["adapter"] != "base" else None
         for name, task in tasks.items():

@@ -412,3 +412,12 @@ def test_command_line_from_another_directory(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "leaderboard.build", "--results", "results", "--out", "x.html"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "done.json but no results_*.json" in proc.stderr
+
+
+def test_the_page_carries_no_path_of_the_machine_that_ran():
+    home = str(Path.home())
+    bench = {"checkpoint": f"{lb.REPO}/.cache/models/x/int8", "adapter_location": f"{home}/adapters/law",
+             "nested": [{"folder": f"{lb.REPO}/results/x/base"}], "seconds": 1.5}
+    assert lb.portable(bench) == {"checkpoint": ".cache/models/x/int8", "adapter_location": "~/adapters/law",
+                                  "nested": [{"folder": "results/x/base"}], "seconds": 1.5}
+
