@@ -344,7 +344,7 @@ def _form_words(form: str) -> tuple[tuple[frozenset, ...], bool]:
 
 def _form_keys(form: str) -> tuple[tuple[str, ...], bool]:
     """Content-word lemma keys of a form, and whether the form itself is negative ("no puede")."""
-    words, negative = _form_words(form)
+    negative = _form_words(form)[1]
     toks = [t for t in analyse(form).tokens
             if t.text not in STOPWORDS and re.search(r"\w", t.text) and t.text not in NEGATIONS]
     return tuple(t.key for t in toks), negative
@@ -428,8 +428,6 @@ def _quantity_verdict(answer: Analysis, fact: dict) -> Verdict:
             contradicted = True
         else:
             stated = True
-    if fact.get("unidad") == "por_ciento":   # "la mitad" is 50 %, "un tercio" is not a rate people write
-        pass
     return Verdict(stated, contradicted)
 
 
