@@ -238,6 +238,44 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(trained, data,
     assert any(not torch.allclose(b[k], halfway[k]) for k in b), "the resumed run did not train"
 
 
+def test_a_run_in_parts_resumes_from_the_checkpoint_store_and_equals_one_run(trained, data, workdir, bench_cache):
+    """Part 1 stops after 3 steps and writes no adapter; part 2, on a machine with only the store, finishes it."""
+    import torch
+
+    full = trained("tiny-llama")
+    folder, store = workdir / "tiny-llama-parts", workdir / "tiny-llama-store"
+    recipe = {**tiny_recipe(data.law), "checkpoint_store": str(store)}
+    folder.mkdir(parents=True)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    args = ["--recipe", str(folder / "recipe.yaml"), "--output_dir", str(folder / "checkpoints"),
+            "--adapter_dir", str(folder / "adapter"), "--cache_dir", str(bench_cache)]
+    train.main([*args, "--part_steps", "3"])
+    assert not (folder / "adapter").exists(), "an unfinished part must not write the adapter"
+    assert sorted(p.name for p in store.glob("checkpoint-*")) == ["checkpoint-3"]
+    assert {p.name for p in (store / "checkpoint-3").iterdir()} <= set(train.STORE_FILES)
+    assert [(p["from_step"], p["to_step"]) for p in json.loads((store / train.PARTS).read_text())] == [(0, 3)]
+
+    shutil.rmtree(folder / "checkpoints")            # a fresh machine: only the committed store is left
+    train.main(args)
+    stats = json.loads((folder / "adapter" / "training_stats.json").read_text())
+    assert stats["steps"] == 6 and stats["resumed_from"].endswith("checkpoint-3")
+    assert [(p["from_step"], p["to_step"]) for p in stats["parts"]] == [(0, 3), (3, 6)]
+    assert stats["wall_seconds_all_parts"] == pytest.approx(sum(p["seconds"] for p in stats["parts"]), abs=0.2)
+    assert sorted(p.name for p in store.glob("checkpoint-*")) == ["checkpoint-6"]
+    a, b = lora_tensors(full.adapter), lora_tensors(folder / "adapter")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6)
+
+
+def test_the_store_refuses_a_changed_recipe(data, workdir, bench_cache):
+    store = workdir / "tiny-llama-store"        # written by the test above: a 6-step run at lr 2e-2
+    assert any(store.glob("checkpoint-*"))
+    folder = workdir / "tiny-llama-parts-changed"
+    recipe = {**tiny_recipe(data.law, learning_rate=1e-3), "checkpoint_store": str(store)}
+    with pytest.raises(ValueError, match="learning_rate"):
+        run_trainer(folder, recipe, cache=bench_cache)
+
+
 def test_lm_head_scores_only_the_completion_and_the_loss_is_unchanged(trained, data, workdir, bench_cache,
                                                                     monkeypatch):
     """The default run (compact LM head) against the same recipe with TRL's CPU behaviour (every position

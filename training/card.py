@@ -99,7 +99,9 @@ def write_card(adapter_dir: Path, *, entry, recipe_args, sft_config, model_args,
     lines = [
         f"# LoRA adapter `{recipe_args.adapter}` for `{entry.name}`", "",
         f"Base model: {entry.display_name} (`{entry.source.get('hub_id') or entry.name}` in `adapters/registry.yaml`).",
-        "QLoRA (bitsandbytes 4-bit NF4, double quantization) with TRL's SFTTrainer; loss on the assistant tokens only.",
+        ("QLoRA (bitsandbytes 4-bit NF4, double quantization)" if getattr(model_args, "load_in_4bit", False)
+         else f"LoRA on the {getattr(model_args, 'dtype', None) or 'float32'} base (not quantized)")
+        + " with TRL's SFTTrainer; loss on the assistant tokens only.",
         f"Prompt format: `{Path(entry.template).relative_to(REPO)}`, the template evaluation uses; user message: "
         + (f"`{recipe_args.prompt_function}` of each row." if recipe_args.prompt_function
            else "the row's own question or messages."), "",

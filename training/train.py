@@ -38,6 +38,13 @@ class RecipeArguments:
     adapter_dir: str | None = field(default=None, metadata={"help": "where the adapter goes (default: the registry path)"})
     cache_dir: str | None = field(default=None, metadata={"help": "prepared checkpoints (default $BENCH_CACHE)"})
     max_minutes: float = field(default=0.0, metadata={"help": "stop (and save) after this many minutes of training; 0 = no limit"})
+    part_steps: int = field(default=0, metadata={
+        "help": "stop (and save) after this many optimizer steps in this run; 0 = no limit. With max_minutes, "
+                "it cuts a long recipe into parts: rerun the same command to continue"})
+    checkpoint_store: str = field(default="", metadata={
+        "help": "a folder kept in git (relative to the repo root): every saved checkpoint is copied there "
+                "(LoRA weights, optimizer, scheduler, RNG and trainer state: no base weights), and a run whose "
+                "output_dir holds no checkpoint resumes from it. Commit it after each part; empty = off"})
     prompt_function: str = field(default="", metadata={
         "help": "law pairs only: 'FILE.py:FUNCTION' that turns a row into the user message, e.g. the task's "
                 "'tasks/ecuador_law_es/utils.py:doc_to_text', so training sends the prompt evaluation sends; "
@@ -116,16 +123,17 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Field defaults in the help, and the module docstring (with --recipe) as written."""
 
 
-def time_budget(minutes: float):
-    """A Trainer callback that stops (and saves) once ``minutes`` of wall time are spent (CPU recipes)."""
+def time_budget(minutes: float = 0.0, steps: int = 0):
+    """A Trainer callback that stops (and saves) once ``minutes`` of wall time or ``steps`` steps of this run are spent."""
     from transformers import TrainerCallback
 
     class TimeBudget(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            self.start = time.time()
+            self.start, self.first_step = time.time(), state.global_step
 
         def on_step_end(self, args, state, control, **kwargs):
-            if time.time() - self.start > minutes * 60:
+            if ((minutes and time.time() - self.start > minutes * 60)
+                    or (steps and state.global_step - self.first_step >= steps)):
                 control.should_training_stop = True
                 control.should_save = True
             return control
@@ -133,7 +141,83 @@ def time_budget(minutes: float):
     return TimeBudget()
 
 
+# What a checkpoint needs to resume, without the tokenizer (the registry's) or any base weights.
+STORE_FILES = ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt", "rng_state.pth",
+               "trainer_state.json", "training_args.bin")
+
+
+def store_checkpoint(checkpoint: Path, store: Path, fingerprint: Path) -> Path:
+    """Copy ``checkpoint``'s resume files into ``store``/<its name>, atomically, and drop older ones from the store."""
+    import shutil
+
+    store.mkdir(parents=True, exist_ok=True)
+    target = store / checkpoint.name
+    staging = store / f".{checkpoint.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for name in STORE_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copy2(checkpoint / name, staging / name)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    shutil.copy2(fingerprint, store / FINGERPRINT)
+    if (fingerprint.parent / PARTS).is_file():
+        shutil.copy2(fingerprint.parent / PARTS, store / PARTS)
+    for old in store.glob("checkpoint-*"):
+        if old != target:
+            shutil.rmtree(old)
+    return target
+
+
+def restore_checkpoint(store: Path, output_dir: Path) -> Path | None:
+    """Copy the store's checkpoint (and its fingerprint) into an ``output_dir`` that holds none; its path, or None."""
+    import shutil
+
+    stored = sorted(store.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if store.is_dir() else []
+    if not stored or any(output_dir.glob("checkpoint-*")):
+        return None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(stored[-1], output_dir / stored[-1].name)
+    for name in (FINGERPRINT, PARTS):
+        if (store / name).is_file():
+            shutil.copy2(store / name, output_dir / name)
+    return output_dir / stored[-1].name
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _on_save(function):
+    from transformers import TrainerCallback
+
+    class OnSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if args.process_index == 0:
+                function()
+            return control
+
+    return OnSave()
+
+
+def checkpoint_store_callback(store: Path, output_dir: Path):
+    """A Trainer callback that copies each saved checkpoint into the store (see ``store_checkpoint``)."""
+    from transformers import TrainerCallback
+
+    class Store(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            checkpoint = output_dir / f"checkpoint-{state.global_step}"
+            if args.process_index == 0 and checkpoint.is_dir():
+                store_checkpoint(checkpoint, store, output_dir / FINGERPRINT)
+            return control
+
+    return Store()
+
+
 FINGERPRINT = "run_fingerprint.json"
+PARTS = "parts.json"   # one record per run of the command: steps, wall time, device, date
 _TRAJECTORY_FIELDS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "num_train_epochs",
                       "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
                       "seed", "optim", "packing", "padding_free", "train_sampling_strategy")
@@ -279,7 +363,14 @@ def main(argv=None) -> None:
         dataset = dataset.select(range(min(recipe_args.max_examples, len(dataset))))
 
     fingerprint = run_fingerprint(recipe_args, sft_config, model_args)
-    check_resume(Path(sft_config.output_dir), fingerprint)
+    output_dir = Path(sft_config.output_dir)
+    store = REPO / recipe_args.checkpoint_store if recipe_args.checkpoint_store else None
+    if store is not None:
+        check_resume(store, fingerprint)
+        restored = restore_checkpoint(store, output_dir)
+        if restored:
+            print(f"resuming from the stored checkpoint {store / restored.name}")
+    check_resume(output_dir, fingerprint)
     folder = prepare(entry, recipe_args.cache_dir, precisions=("fp32",))["fp32"]
     if not torch.cuda.is_available():
         model_args.dtype = "float32"   # bf16 compute is for GPUs; fp32 on the CPU
@@ -299,15 +390,35 @@ def main(argv=None) -> None:
     for param in trainer.model.parameters():
         if param.requires_grad:
             param.data = param.data.float()
-    if recipe_args.max_minutes:
-        trainer.add_callback(time_budget(recipe_args.max_minutes))
-    last = get_last_checkpoint(sft_config.output_dir) if Path(sft_config.output_dir).is_dir() else None
-    Path(sft_config.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(sft_config.output_dir) / FINGERPRINT).write_text(json.dumps(fingerprint, indent=1, ensure_ascii=False),
-                                                          encoding="utf-8")
-    start = time.time()
+    if recipe_args.max_minutes or recipe_args.part_steps:
+        trainer.add_callback(time_budget(recipe_args.max_minutes, recipe_args.part_steps))
+    last = get_last_checkpoint(sft_config.output_dir) if output_dir.is_dir() else None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / FINGERPRINT).write_text(json.dumps(fingerprint, indent=1, ensure_ascii=False), encoding="utf-8")
+    start, first_step = time.time(), (int(Path(last).name.split("-")[1]) if last else 0)
+    parts_file = output_dir / PARTS
+    parts = json.loads(parts_file.read_text(encoding="utf-8")) if last and parts_file.is_file() else []
+    parts = [p for p in parts if p["to_step"] <= first_step]   # a part killed before its last save is redone
+
+    def record_part(*_):
+        from training.card import hardware
+        part = {"from_step": first_step, "to_step": trainer.state.global_step,
+                "seconds": round(time.time() - start, 1), "device": hardware(),
+                "date": time.strftime("%Y-%m-%d", time.gmtime())}
+        write_atomic(parts_file, json.dumps([*parts, part], indent=1, ensure_ascii=False))
+
+    trainer.add_callback(_on_save(record_part))   # before the store's callback, which copies the record
+    if store is not None:
+        trainer.add_callback(checkpoint_store_callback(store, output_dir))
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - start
+    parts = json.loads(parts_file.read_text(encoding="utf-8")) if parts_file.is_file() else []
+    if trainer.state.global_step < trainer.state.max_steps:
+        where = f"{store} (commit it)" if store is not None else str(output_dir)
+        print(f"part ended at step {trainer.state.global_step} of {trainer.state.max_steps} after {seconds / 60:.1f} "
+              f"min; the checkpoint is in {where}. Run the same command again to continue; the adapter is written "
+              "when the last step is done")
+        return
 
     # ---- save the adapter, the tokenizer (with the chat template) and the card
     adapter_dir.mkdir(parents=True, exist_ok=True)
@@ -320,7 +431,9 @@ def main(argv=None) -> None:
     config_path.write_text(json.dumps(config, indent=2))
     write_card(adapter_dir, entry=entry, recipe_args=recipe_args, sft_config=sft_config, model_args=model_args,
                log_history=trainer.state.log_history, train_result=result, seconds=seconds,
-               examples=len(dataset), resumed_from=last, argv=argv)
+               examples=len(dataset), resumed_from=last, argv=argv,
+               extra={"parts": parts, "wall_seconds_all_parts": round(sum(p["seconds"] for p in parts), 1)}
+               if len(parts) > 1 else None)
     print(f"adapter written to {adapter_dir}")
 
 
