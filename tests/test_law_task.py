@@ -188,6 +188,24 @@ def test_qa_scores_on_hand_made_answers(answer, recall, right, wrong):
         assert scores["rougeL"] == 0.0 and utils.chrfpp_aggregate([scores["chrf_pp"]]) == 0.0
 
 
+CALC_FACTS = lawdata.dump_facts([
+    {"tipo": "cantidad", "valor": 300, "unidad": "usd", "calculo": "20 * 15", "rol": "respuesta"},
+    {"tipo": "cantidad", "valor": 15, "unidad": "dia", "rol": "fundamento"}])
+
+
+@pytest.mark.parametrize(("answer", "recall", "strict"), [
+    ("Debe pagar quince días de remuneración: 15 × 20 = 300 dólares (art. 190).", 1.0, 1.0),
+    ("USD 300.", 1.0, 1.0),
+    ("Debe pagar una suma equivalente a quince días de remuneración (art. 190).", 0.5, 0.0),
+    ("Debe pagar quince días de remuneración, es decir 450 dólares.", 0.5, 0.0),
+    ("Debe pagar treinta días de remuneración.", 0.0, 0.0),
+    ("Nada, porque no hay sanción.", 0.0, 0.0),
+], ids=["rule-and-result", "result-only", "rule-only-half", "rule-and-wrong-result", "wrong-rule", "wrong"])
+def test_stating_the_rule_without_its_result_earns_half(answer, recall, strict):
+    """Right rule, not applied or misapplied: half credit, as the graders mark it; a wrong rule: none."""
+    assert utils.fact_scores(answer, CALC_FACTS) == (pytest.approx(recall), strict)
+
+
 @pytest.mark.parametrize(("digits", "words", "unit"), [
     ("15 días", "quince días", "dia"),
     ("21 días", "veintiún días", "dia"),

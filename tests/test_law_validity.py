@@ -71,3 +71,13 @@ def test_mc_baselines_catch_a_giveaway():
              "opciones": ["Treinta" if j == i % 4 else f"Una opción mucho más larga número {j}" for j in range(4)]}
             for i in range(8)]
     assert lawdata.mc_baselines(rows)["shortest"] == 1.0
+
+
+def test_guessing_the_same_verdict_everywhere_earns_little(figures):
+    """Yes/no items are balanced: "No." or "Sí." to every question stays under 0.10, within 0.02 of each other."""
+    blind = figures["blind_answers"]
+    assert max(blind.values()) <= 0.10, blind
+    assert abs(blind["No."] - blind["Sí."]) <= 0.02, blind
+    verdicts = [next(f["valor"] for f in r["hechos_clave"] if f["tipo"] == "veredicto")
+                for r in lawdata.load_split("test") if any(f["tipo"] == "veredicto" for f in r["hechos_clave"])]
+    assert abs(verdicts.count("si") - verdicts.count("no")) <= 0.1 * len(verdicts), (len(verdicts), verdicts.count("si"))

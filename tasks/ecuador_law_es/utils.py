@@ -57,20 +57,37 @@ def fact_verdicts(answer: str, facts) -> list[tuple[dict, lawfacts.Verdict]]:
     return list(zip(facts, lawfacts.score_answer(answer, facts)))
 
 
+RULE_ONLY_CREDIT = 0.5
+
+
+def fact_scores(answer: str, facts) -> tuple[float, float]:
+    """(recall, strict) of an answer against an item's key facts (benchmark.lawfacts decides each fact).
+
+    recall: the share of the answer facts (``rol`` "respuesta") stated and not contradicted. An answer that
+    states the whole rule (every ``fundamento`` fact) but not what was asked (a computed amount or date
+    left out or miscomputed, say), and contradicts no key fact (an opposite verdict, a negated rule),
+    earns ``RULE_ONLY_CREDIT``: the right rule, not applied, which is how the graded sets mark it. strict: everything asked is stated and nothing the answer says contradicts any key fact.
+    """
+    verdicts = fact_verdicts(answer, facts)
+    asked = [v.score for f, v in verdicts if f.get("rol", "respuesta") == "respuesta"]
+    grounds = [v for f, v in verdicts if f.get("rol", "respuesta") == "fundamento"]
+    contradicted = any(v.contradicted for _, v in verdicts)
+    recall = sum(asked) / len(asked) if asked else 0.0
+    if grounds and not contradicted and all(v.score == 1.0 for v in grounds):
+        recall = max(recall, RULE_ONLY_CREDIT)
+    strict = float(bool(asked) and all(s == 1.0 for s in asked) and not contradicted)
+    return recall, strict
+
+
 def key_fact_recall(answer: str, facts) -> float:
-    """Share of the answer facts (``rol`` "respuesta") stated and not contradicted (benchmark.lawfacts)."""
-    scores = [v.score for f, v in fact_verdicts(answer, facts) if f.get("rol", "respuesta") == "respuesta"]
-    return sum(scores) / len(scores) if scores else 0.0
+    """The recall of ``fact_scores``."""
+    return fact_scores(answer, facts)[0]
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
     answer = (results[0] or "").strip()
     correct, wrong = lawdata.citation_scores(answer, doc["ley"], doc["articulos"])
-    verdicts = fact_verdicts(answer, doc["hechos_clave"])
-    asked = [v.score for f, v in verdicts if f.get("rol", "respuesta") == "respuesta"]
-    recall = sum(asked) / len(asked) if asked else 0.0
-    # Strict: everything asked is stated, and nothing the answer says contradicts any key fact.
-    strict = float(all(s == 1.0 for s in asked) and not any(v.contradicted for _, v in verdicts))
+    recall, strict = fact_scores(answer, doc["hechos_clave"])
     if textmetrics.foreign_language(answer):
         # An answer in another language is no Spanish answer, whatever its digits match.
         recall, strict, correct = 0.0, 0.0, 0.0
