@@ -287,7 +287,9 @@ def _combo(samples_by_task):
     return {"data": {"results": {}}, "samples": samples_by_task}
 
 
-def test_paired_bootstrap_of_a_mean_is_the_textbook_one():
+def test_paired_bootstrap_of_a_mean_is_scipys_bootstrap_of_the_differences():
+    from scipy.stats import bootstrap
+
     rng = np.random.default_rng(7)
     a, b = rng.random(30).round(2), rng.random(30).round(2)
     base = _combo({"t": [{"doc_id": i, "acc": float(v)} for i, v in enumerate(b)]})
@@ -295,31 +297,33 @@ def test_paired_bootstrap_of_a_mean_is_the_textbook_one():
                     + [{"doc_id": 99, "acc": 1.0}]})  # a document the base did not score is left out
     got = lb.paired_delta(base, other, "t", "acc", resamples=500, seed=3)
     order = sorted(range(30), key=lambda i: json.dumps(i))
-    a, b = a[order], b[order]
-    rng = np.random.default_rng(3)
-    draws = []
-    for _ in range(500):
-        idx = rng.integers(0, 30, 30)
-        draws.append(a[idx].mean() - b[idx].mean())
-    assert got["n"] == 30 and got["delta"] == pytest.approx(a.mean() - b.mean())
-    assert [got["lo"], got["hi"]] == pytest.approx(list(np.percentile(draws, [2.5, 97.5])))
+    d = (a - b)[order]
+    want = bootstrap((d,), np.mean, n_resamples=500, method="percentile", random_state=np.random.default_rng(3))
+    assert got["n"] == 30 and got["delta"] == pytest.approx(d.mean())
+    assert [got["lo"], got["hi"]] == pytest.approx(list(want.confidence_interval))
+    assert got["se"] == pytest.approx(want.standard_error)
+    assert got["mde"] == pytest.approx(2.8016 * want.standard_error, rel=1e-4)
     assert lb.paired_delta(base, other, "t", "acc", resamples=500, seed=3) == got  # fixed seed: reproducible
 
 
 def test_chrf_bootstrap_recomputes_corpus_chrfpp():
+    from scipy.stats import bootstrap
+
     refs = [r for _, r, _ in QA]
     base = _combo({"t": [{"doc_id": i, "chrf_pp": [r, o]} for i, (r, o) in enumerate(zip(refs, ANSWERS["base"]))]})
     law = _combo({"t": [{"doc_id": i, "chrf_pp": [r, o]} for i, (r, o) in enumerate(zip(refs, ANSWERS["law"]))]})
     got = lb.paired_delta(base, law, "t", "chrf_pp", resamples=60, seed=11)
-    rng = np.random.default_rng(11)
-    draws = []
-    for _ in range(60):
-        idx = rng.integers(0, len(refs), len(refs))
+
+    def corpus_difference(idx):   # the slow way: sacrebleu's corpus chrF++ on the resampled lists
+        idx = [int(i) for i in idx]
         pick = [refs[i] for i in idx]
-        draws.append(corpus_chrfpp([ANSWERS["law"][i] for i in idx], pick)
-                     - corpus_chrfpp([ANSWERS["base"][i] for i in idx], pick))
+        return (corpus_chrfpp([ANSWERS["law"][i] for i in idx], pick)
+                - corpus_chrfpp([ANSWERS["base"][i] for i in idx], pick))
+
+    want = bootstrap((np.arange(len(refs)),), corpus_difference, vectorized=False, n_resamples=60,
+                     method="percentile", random_state=np.random.default_rng(11))
     assert got["delta"] == pytest.approx(corpus_chrfpp(ANSWERS["law"], refs) - corpus_chrfpp(ANSWERS["base"], refs))
-    assert [got["lo"], got["hi"]] == pytest.approx(list(np.percentile(draws, [2.5, 97.5])))
+    assert [got["lo"], got["hi"]] == pytest.approx(list(want.confidence_interval))
     assert got["lo"] > 0
 
 
