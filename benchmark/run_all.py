@@ -5,6 +5,7 @@
     python benchmark/run_all.py --suite seed --precision 8bit --device cuda
     python benchmark/run_all.py --tasks belebele_spa_Latn --suite seed --adapters none
     python benchmark/run_all.py --include-path ~/my_tasks  # extra task folder, next to tasks/
+    python benchmark/run_all.py --full --publish     # whole splits into leaderboard/results/ (commit them)
 
 Each base model is loaded once (8-bit by default); its adapters are attached with
 PEFT and switched between evaluations. Each combination decodes with its own
@@ -12,6 +13,12 @@ preset and template (``--preset`` forces one preset for all). Results go to
 ``<output-dir>/<model>/<adapter>/`` in lm-eval's schema with provenance added;
 finished combinations whose inputs did not change are skipped, so an
 interrupted run resumes where it stopped (``--force`` recomputes).
+
+The page (``leaderboard/index.html`` by default) shows the published whole-split results
+(``leaderboard/results/``) and this run's: a combination this run scored on the whole split replaces
+its published row; one scored on a sample is compared with it document by document, and the summary
+prints how many per-document scores it reproduced. ``--full --publish`` copies each combination into
+``leaderboard/results/`` as it finishes and skips the ones published with the same inputs.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ if __package__ in (None, ""):  # run as a script: python benchmark/run_all.py
 
 from benchmark import results as res
 from benchmark.registry import REPO, RegistryError, load_registry
+from benchmark.published import STORE as PUBLISHED
+from benchmark.published import publish, published_input_hash
 from benchmark.tasks import resolve_tasks, stratified_sample, task_dirs, task_source_files
 
 DEFAULT_OUTPUT = REPO / "results"
@@ -75,9 +84,18 @@ def parse_args(argv=None):
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend only")
     p.add_argument("--data-parallel-size", type=int, default=1, help="vllm backend only")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--leaderboard", type=Path, default=REPO / "leaderboard" / "index.html")
-    p.add_argument("--no-leaderboard", action="store_true")
+    p.add_argument("--leaderboard", type=Path, default=REPO / "leaderboard" / "index.html",
+                   help="page to write (default: leaderboard/index.html)")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not build the page")
+    p.add_argument("--published", type=Path, default=PUBLISHED,
+                   help="published whole-split results the page shows and this run is compared with "
+                        "(default: leaderboard/results/)")
+    p.add_argument("--publish", action="store_true",
+                   help="with --full: copy each finished combination into --published (then commit it), and "
+                        "skip combinations already published with the same inputs")
     args = p.parse_args(argv)
+    if args.publish and not args.full:
+        p.error("--publish needs --full: only whole test splits are published")
     if args.full:
         args.limit = 0
     if args.max_gen_toks is None and args.limit:
@@ -223,7 +241,12 @@ def run(args, registry, models) -> int:
             hashes[adapter] = (input_hash, key, preset_path)
             folder = res.combo_dir(args.output_dir, model_entry.name, adapter)
             done, why = res.is_complete(folder, input_hash)
-            if done and not args.force:
+            if (args.publish and not args.force
+                    and published_input_hash(model_entry.name, adapter or "base", args.published) == input_hash):
+                bar.update(1)
+                rows.append((model_entry.name, adapter or "base", "cached"))
+                log.info("%s/%s: published with the same inputs; skipped", model_entry.name, adapter or "base")
+            elif done and not args.force:
                 bar.update(1)
                 rows.append((model_entry.name, adapter or "base", "cached"))
             else:
@@ -265,6 +288,12 @@ def run(args, registry, models) -> int:
                 summary = _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key,
                                     model_entry, adapter, template, preset, base_folder, sample_note)
                 rows.append((model_entry.name, adapter or "base", summary))
+                if args.publish:
+                    try:
+                        log.info("%s: published to %s", name, publish(folder, args.published))
+                    except Exception as exc:   # the results are written; only the published copy is missing
+                        log.error("%s: not published: %s", name, exc)
+                        failures.append((model_entry.name, adapter or "base", f"not published: {exc}"))
             except Exception as exc:  # one combination failing must not stop the others
                 log.error("%s failed: %s", name, exc)
                 log.debug(traceback.format_exc())
@@ -277,9 +306,12 @@ def run(args, registry, models) -> int:
                    cached=sum(1 for row in rows if row[2] == "cached"))
     if not args.no_leaderboard:
         from leaderboard.build import build
+        from leaderboard.build import reproduction_lines
         try:
-            build(args.output_dir, args.leaderboard)
+            build(args.output_dir, args.leaderboard, published=args.published)
             print(f"leaderboard: {args.leaderboard}")
+            for line in reproduction_lines(build.last):
+                print(line)
         except Exception as exc:  # the results are written; only the page is missing
             print(f"error: leaderboard not built: {exc}", file=sys.stderr)
             return 1
@@ -374,7 +406,7 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
         "preset": preset.name, "preset_hash": key["preset_hash"], "preset_mapping": preset.provenance(),
         "stop_strings": template.stop_strings, "precision": _precision_label(lm, args.precision),
         "precision_requested": args.precision, "device": str(lm.device),
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "max_gen_toks": args.max_gen_toks,
         "host": res.host_info(lm.device),
         "checkpoint": str(base_folder), "base_load": {"id": lm.load_id, "seconds": lm.load_seconds},
         "seed": args.seed, "libraries": key["libraries"], "sample": sample_note,

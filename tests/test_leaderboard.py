@@ -425,3 +425,159 @@ def test_the_page_carries_no_path_of_the_machine_that_ran():
     assert lb.portable(bench) == {"checkpoint": ".cache/models/x/int8", "adapter_location": "~/adapters/law",
                                   "nested": [{"folder": "results/x/base"}], "seconds": 1.5}
 
+
+
+# ------------------------------------------------------------------ published results, reproduction ---
+
+FULL = {"sample": "full test split", "samples": None}
+
+
+def _law_tasks(answers, picks, outputs):
+    return {"ecuador_law_es_qa_visto": qa_samples(answers), "ecuador_law_es_mc_visto": mc_samples(picks),
+            "instruct_es_gen": instruct_samples(outputs)}
+
+
+LAW_OUT = ["Bacán.", "Es el 2 de noviembre, con colada morada y guaguas.", "Treinta y seis."]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two whole-split combinations (base, law) of one model, run and then published."""
+    from benchmark.published import publish
+
+    root = tmp_path_factory.mktemp("full") / "results"
+    write_combo(root, "smollm2-135m-instruct", "base",
+                _law_tasks(ANSWERS["base"], [0, 0, 2, 0], ["Chévere.", "Es un feriado.", "36"]), LAW_GROUP, bench=FULL)
+    write_combo(root, "smollm2-135m-instruct", "law", _law_tasks(ANSWERS["law"], [0, 1, 2, 0], LAW_OUT), LAW_GROUP,
+                bench=FULL)
+    store = root.parent / "published"
+    for adapter in ("base", "law"):
+        publish(root / "smollm2-135m-instruct" / adapter, store)
+    return root, store
+
+
+def test_published_results_round_trip_and_store_prompts_and_documents_once(store):
+    from benchmark.published import load_published, publish
+
+    root, folder = store
+    combos = {c["adapter"]: c for c in load_published(folder)}
+    original = {c["adapter"]: c for c in lb.load_combos(root)}
+    assert set(combos) == {"base", "law"} and all(c["published"] for c in combos.values())
+    for adapter, combo in combos.items():
+        assert combo["data"]["results"] == original[adapter]["data"]["results"]
+        for task, samples in original[adapter]["samples"].items():
+            got = {s["doc_id"]: s for s in combo["samples"][task]}
+            for s in samples:
+                for field in ("doc", "arguments", "filtered_resps", "target", "metrics", *s["metrics"]):
+                    assert got[s["doc_id"]][field] == s[field], (task, field)
+    import gzip
+    prompts = gzip.decompress((folder / "smollm2-135m-instruct" / "prompts.jsonl.gz").read_bytes()).decode()
+    docs = gzip.decompress((folder / "docs.jsonl.gz").read_bytes()).decode()
+    assert prompts.count("¿Cuántos días") == 1 and docs.count("¿Cuántos días") == 1   # shared by base and law
+    before = (folder / "smollm2-135m-instruct" / "law" / "samples.jsonl.gz").read_bytes()
+    publish(root / "smollm2-135m-instruct" / "law", folder)
+    assert (folder / "smollm2-135m-instruct" / "law" / "samples.jsonl.gz").read_bytes() == before   # same bytes
+
+
+def test_only_whole_splits_are_published_and_an_edited_file_is_refused(store, tmp_path):
+    from benchmark.published import load_published, publish
+
+    root = tmp_path / "results"
+    write_combo(root, "m", "base", {"t": mc_samples([0, 1, 2, 3])})
+    with pytest.raises(lb.LeaderboardError, match="only whole test splits are published"):
+        publish(root / "m" / "base", tmp_path / "store")
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(store[1], copy)
+    (copy / "smollm2-135m-instruct" / "law" / "results.json").write_text("{}")
+    with pytest.raises(lb.LeaderboardError, match="changed since the run"):
+        load_published(copy)
+
+
+def test_a_sample_run_is_compared_document_by_document_with_the_published_rows(store, tmp_path):
+    _, folder = store
+    mine = tmp_path / "results"
+    answers = list(ANSWERS["law"])
+    answers[1] = "Otra respuesta."   # one answer no longer reproduces
+    sample = {"sample": "fixed stratified sample, 2 per task", "samples": {"ecuador_law_es_qa_visto": [0, 1]},
+              "max_gen_toks": 128}
+    write_combo(mine, "smollm2-135m-instruct", "law",
+                {"ecuador_law_es_qa_visto": qa_samples(answers)[:2]}, bench=sample)
+    page = lb.build(mine, tmp_path / "i.html", published=folder)
+    data = page_json(page.read_text(encoding="utf-8"))
+    law = _row(data, "smollm2-135m-instruct", "law")
+    assert law["origin"] == "published" and law["sample"] == "full test split"   # the published row stays
+    (r,) = data["reproduction"]
+    assert (r["documents"], r["documents_reproduced"]) == (2, 1)
+    assert r["scores"] == 4 and r["scores_reproduced"] == 2   # hechos_recall and chrF++ of document 1 changed
+    (d,) = r["differ"]
+    assert d["doc_id"] == 1 and d["answer_changed"] and set(d["scores"]) == {"hechos_recall", "chrf_pp"}
+    assert r["settings_differ"] == {"max_gen_toks": [None, 128]}
+    lines = lb.reproduction_lines(lb.build.last)
+    assert lines[0].startswith("smollm2-135m-instruct/law: 2 of 4 per-document scores and 1 of 2 documents")
+    assert "ecuador_law_es_qa_visto doc 1" in lines[1]
+
+
+def test_a_whole_split_run_replaces_the_published_row(store, tmp_path):
+    _, folder = store
+    mine = tmp_path / "results"
+    write_combo(mine, "smollm2-135m-instruct", "base",
+                _law_tasks(ANSWERS["law"], [0, 1, 2, 0], LAW_OUT), LAW_GROUP, bench=FULL)
+    data = page_json(lb.build(mine, tmp_path / "i.html", published=folder).read_text(encoding="utf-8"))
+    base, law = _row(data, "smollm2-135m-instruct", "base"), _row(data, "smollm2-135m-instruct", "law")
+    assert (base["origin"], law["origin"]) == ("recomputed", "published")
+    assert law["cells"]["ecuador_law_es_qa_visto"]["delta"]["delta"] == 0   # the new base answers as law does
+    assert data["reproduction"] == []
+
+
+def test_every_metric_with_its_direction_and_the_minimum_detectable_effect(store, tmp_path):
+    _, folder = store
+    data = page_json(lb.build(None, tmp_path / "i.html", published=folder).read_text(encoding="utf-8"))
+    qa = next(t for t in data["tasks"] if t["name"] == "ecuador_law_es_qa_visto")
+    assert [m["name"] for m in qa["metrics"]] == ["hechos_recall", "chrf_pp"]
+    law = _row(data, "smollm2-135m-instruct", "law")["cells"]["ecuador_law_es_qa_visto"]
+    assert law["metrics"]["chrf_pp"]["delta"]["delta"] == pytest.approx(
+        law["metrics"]["chrf_pp"]["value"] - _row(data, "smollm2-135m-instruct", "base")["cells"][
+            "ecuador_law_es_qa_visto"]["metrics"]["chrf_pp"]["value"])
+    assert qa["mde"] == pytest.approx(law["delta"]["mde"]) and qa["mde"] > 0
+
+
+def test_breakdowns_by_document_fields_named_in_the_task_metadata(tmp_path):
+    root = tmp_path / "results"
+    samples = qa_samples(ANSWERS["law"])
+    for s, ley in zip(samples, ["trabajo", "trabajo", "tributario"]):
+        s["doc"]["ley"] = ley
+    ifeval = [{"doc_id": i, "doc": {"instruction_id_list": ids}, "target": "", "arguments": [["x", {}]],
+               "filtered_resps": ["y"], "metrics": ["prompt_level_strict_acc", "inst_level_strict_acc"],
+               "prompt_level_strict_acc": all(ok), "inst_level_strict_acc": ok}
+              for i, (ids, ok) in enumerate([(["es:a", "es:b"], [True, False]), (["es:a"], [True])])]
+    folder = write_combo(root, "m", "base", {"qa": samples, "ifeval": ifeval})
+    results = next(folder.glob("results_*.json"))
+    data = json.loads(results.read_text())
+    data["configs"] = {"qa": {"metadata": {"breakdown": ["ley"]}},
+                       "ifeval": {"metadata": {"breakdown": ["instruction_id_list"]}}}
+    results.write_text(json.dumps(data))
+    (folder / "done.json").write_text(json.dumps({"files": {}}))
+    page = page_json(lb.build(root, tmp_path / "i.html").read_text(encoding="utf-8"))
+    (row,) = page["rows"]
+    qa = page["breakdowns"]["qa"][str(row["id"])]["ley"]
+    assert qa["metric"] == "hechos_recall"
+    want = {"trabajo": [(samples[0]["hechos_recall"] + samples[1]["hechos_recall"]) / 2, 2],
+            "tributario": [samples[2]["hechos_recall"], 1]}
+    assert {k: [pytest.approx(v[0]), v[1]] for k, v in want.items()} == qa["values"]
+    inst = page["breakdowns"]["ifeval"][str(row["id"])]["instruction_id_list"]
+    assert inst == {"metric": "inst_level_strict_acc", "values": {"es:a": [1.0, 2], "es:b": [0.0, 1]}}
+
+
+def test_reference_rows_come_from_their_file_and_are_marked_as_reported():
+    ref = lb.load_reference()
+    values = {(r["model"], r["adapter"]): r["value"] for r in ref["rows"]}
+    assert values[("Llama-2-7b-chat", "base")] == 54.7 and values[("Falcon-7B", "LoRA")] == 28.7
+    assert "not rerun" in ref["note"]
+
+
+def test_a_reference_row_without_a_value_is_refused(tmp_path):
+    bad = tmp_path / "ref.yaml"
+    bad.write_text("rows:\n  - {model: X, adapter: base}\n")
+    with pytest.raises(lb.LeaderboardError, match=r"rows\[0\] lacks field 'value'"):
+        lb.load_reference(bad)

@@ -578,3 +578,43 @@ def test_new_task_appears_in_the_next_default_run_and_on_the_page(tiny_bench, tm
     assert {"tiny_nuevo", "ecuador_law_es", "instruct_es"} <= set(data["results"])
     html = page.read_text(encoding="utf-8")
     assert "tiny_nuevo" in html and "ecuador_law_es" in html
+
+
+def test_a_throwaway_task_with_unseen_metrics_reaches_the_page_with_their_directions(tiny_bench, tmp_path,
+                                                                                     run_all_inprocess):
+    """A task folder whose metrics no code of the page names (one lower-is-better): column, metrics, Δ."""
+    import json as _json
+
+    from conftest import TINY_GEN_DOCS, write_jsonl
+
+    folder = tmp_path / "desechable"
+    data = write_jsonl(folder / "data" / "docs.jsonl", TINY_GEN_DOCS)
+    (folder / "utils.py").write_text(
+        "def process_results(doc, results):\n"
+        "    answer = (results[0] or '').strip()\n"
+        "    return {'coincidencia_rara': float(doc['respuesta'].lower() in answer.lower()),\n"
+        "            'palabras_de_mas': float(len(answer.split()))}\n", encoding="utf-8")
+    (folder / "tarea_desechable.yaml").write_text(
+        f"task: tarea_desechable\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\noutput_type: generate_until\ndoc_to_text: \"{{pregunta}}\"\ndoc_to_target: respuesta\n"
+        "generation_kwargs:\n  until: [\"\\n\\n\"]\n  do_sample: false\n  max_gen_toks: 8\n"
+        "process_results: !function utils.process_results\n"
+        "metric_list:\n  - metric: coincidencia_rara\n    aggregation: mean\n    higher_is_better: true\n"
+        "  - metric: palabras_de_mas\n    aggregation: mean\n    higher_is_better: false\nmetadata:\n  version: 1.0\n",
+        encoding="utf-8")
+    page = tmp_path / "index.html"
+    argv = run_all_args(tiny_bench, tmp_path / "results", "--leaderboard", str(page), "--published",
+                        str(tmp_path / "nothing-published"), "--full", tasks=["tarea_desechable"],
+                        adapters=["base", "law"], include=folder)
+    assert run_all_inprocess(tiny_bench.registry, argv) == 0
+    html = page.read_text(encoding="utf-8")
+    blob = re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.S).group(1)
+    data = _json.loads(blob)
+    (task,) = data["tasks"]
+    assert task["name"] == "tarea_desechable" and task["metric"] == "coincidencia_rara"
+    assert {m["name"]: m["higher_is_better"] for m in task["metrics"]} == {"coincidencia_rara": True,
+                                                                           "palabras_de_mas": False}
+    law = next(r for r in data["rows"] if r["adapter"] == "law")
+    cell = law["cells"]["tarea_desechable"]
+    assert cell["n"] == len(TINY_GEN_DOCS) and cell["metrics"]["palabras_de_mas"]["delta"]["n"] == len(TINY_GEN_DOCS)
+    assert html.count('class="chart delta-chart"') == 1   # the adapter's difference is charted
