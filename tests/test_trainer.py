@@ -461,7 +461,7 @@ def delta_weights(base_folder: Path, adapters: dict) -> dict:
                 for n in names}
 
 
-@pytest.mark.parametrize("combination", ["linear", "cat", "ties"])
+@pytest.mark.parametrize("combination", ["linear", "cat", "svd", "ties", "dare_linear", "magnitude_prune"])
 def test_merge_builds_a_loadable_adapter_that_differs_from_both(combination, trained, tiny_instruct, workdir,
                                                                 bench_cache):
     import torch
@@ -475,7 +475,7 @@ def test_merge_builds_a_loadable_adapter_that_differs_from_both(combination, tra
         {p.name for p in out.iterdir()}
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "tiny-llama"
-    assert config["r"] == (16 if combination == "cat" else 8)
+    assert config["r"] == (16 if combination == "cat" else 8)   # svd: the larger input rank
     assert f"combination `{combination}`" in (out / "README.md").read_text()
     folder = prepare(load_registry().model("tiny-llama"), bench_cache, precisions=("fp32",))["fp32"]
     deltas = delta_weights(folder, {"merged": out, "instruct": instruct, "law": law})
@@ -483,6 +483,12 @@ def test_merge_builds_a_loadable_adapter_that_differs_from_both(combination, tra
     for module, merged in deltas["merged"].items():
         for source in ("instruct", "law"):
             assert not torch.allclose(merged, deltas[source][module], atol=1e-6), f"{module} equals {source}"
+    if combination == "svd":   # the best rank-8 approximation of the exact sum: closer to it than linear's
+        linear = delta_weights(folder, {"merged": merge_mod.merge("tiny-llama", "linear", output=workdir / "lin",
+                                                                  cache_dir=bench_cache, instruct=instruct, law=law)})
+        for module, merged in deltas["merged"].items():
+            exact = deltas["instruct"][module] + deltas["law"][module]
+            assert torch.dist(merged, exact) <= torch.dist(linear["merged"][module], exact) + 1e-6, module
     if combination == "cat":   # concatenation is exact: ΔW = ΔW_instruct + ΔW_law (weights 1, 1)
         for module, merged in deltas["merged"].items():
             torch.testing.assert_close(merged, deltas["instruct"][module] + deltas["law"][module],
