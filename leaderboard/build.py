@@ -336,7 +336,24 @@ def page_data(combos: list[dict], resamples: int = RESAMPLES, published: list[di
                       if r.get("cells", {}).get(name, {}).get("delta"))
         task["mde"] = mdes[len(mdes) // 2] if mdes else None
     return {"tasks": [tasks[t] for t in sorted(tasks)], "rows": rows, "samples": samples, "resamples": resamples,
-            "seed": SEED, "breakdowns": breakdowns, "reproduction": reproduced, "reference": reference}
+            "seed": SEED, "breakdowns": breakdowns, "reproduction": reproduced, "reference": reference,
+            "texts": _intern_texts(samples)}
+
+
+def _intern_texts(samples: dict) -> list[str]:
+    """Prompts and references are the same for every combination of a model: each is stored once in
+    ``texts`` and a sample view holds its index (the page resolves them on load)."""
+    texts, index = [], {}
+    for views in samples.values():
+        for listed in views.values():
+            for view in listed:
+                for field in ("prompt", "target"):
+                    text = view[field]
+                    if text not in index:
+                        index[text] = len(texts)
+                        texts.append(text)
+                    view[field] = index[text]
+    return texts
 
 
 # ------------------------------------------------------------------ charts (server-side SVG) ---

@@ -178,8 +178,14 @@ def make_results(root: Path, xss: bool = False) -> Path:
 
 
 def page_json(page: str) -> dict:
+    """The page's data, with prompts and references resolved from ``texts`` as the page's script does."""
     blob = re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1)
-    return json.loads(blob)
+    data = json.loads(blob)
+    for views in data["samples"].values():
+        for listed in views.values():
+            for view in listed:
+                view["prompt"], view["target"] = data["texts"][view["prompt"]], data["texts"][view["target"]]
+    return data
 
 
 @pytest.fixture(scope="module")
