@@ -4,6 +4,7 @@
     python -m benchmark.perf --sections generate --model gemma-3-270m --batch-sizes 16 32 64
     python -m benchmark.perf --sections train --train-steps 20
     python -m benchmark.perf --sections matrix --matrix-limit 20
+    python -m benchmark.perf --sections profile --model gemma-3-270m --precisions 8bit --batch-sizes 16 --profile-adapter law
 
 Each section runs its comparison pair by pair, on the same inputs, and updates
 ``benchmark/perf.json`` (raw figures, machine, versions, the command of each
@@ -26,6 +27,10 @@ matrix     ``benchmark/run_all.py`` on a matrix against one stock ``lm_eval`` co
            (``--samples``), chat template, greedy decoding, answer cap and batch size;
            wall times, ratio, whether every metric is identical, peak memory; then
            run_all again with nothing changed (the cache).
+profile    torch.profiler over run_all's harness generating answers (``--profile-adapter`` attached, the
+           first of ``--precisions``, the last of ``--batch-sizes``): where the time goes, by kind of
+           work (bitsandbytes' int8 kernels, dtype casts, float matmuls, LoRA layers by PEFT's frames,
+           attention, the rest) and outside the torch ops (Python: the decoding loop, stop strings, padding).
 precision  run_all on whole test splits in 8-bit and in bf16 (results folders are reused
            when their inputs did not change): scores side by side. The speed cost of
            8-bit is in the generate section.
@@ -197,6 +202,118 @@ def section_generate(args, peaks) -> dict:
             "variants": variants, "prompt_tokens": prompt_tokens}
 
 
+# ------------------------------------------------------------------ profile
+
+LORA_RANGE = "LoRA branch"
+PYTHON = "outside the torch ops (Python: decoding loop, stop strings, padding, module calls)"
+
+# Kinds of work, by the op's name or the ranges and frames above it (first match wins).
+PROFILE_KINDS = (
+    ("LoRA layers (PEFT)", lambda name, above: LORA_RANGE in above),
+    ("bitsandbytes int8 kernels", lambda name, above: name.startswith("bitsandbytes")
+     or any("bitsandbytes/" in f for f in above) or "int_mm" in name),
+    ("dtype casts", lambda name, above: name in {"aten::to", "aten::_to_copy", "aten::copy_", "aten::type_as"}),
+    ("float matmuls", lambda name, above: name in {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul",
+                                                   "aten::linear", "aten::baddbmm"}),
+    ("attention", lambda name, above: "scaled_dot_product" in name or "softmax" in name),
+    ("indexing, concatenation, sorting", lambda name, above: any(k in name for k in (
+        "cat", "index", "sort", "gather", "scatter", "slice", "select", "where", "pad", "nonzero", "masked"))),
+)
+
+
+def classify(name: str, above: list[str]) -> str:
+    """The kind of work of a profiler event, from its name and the names of the events above it."""
+    if ".py(" in name or name.startswith(("<built-in", "nn.Module:")) or name == LORA_RANGE:
+        return PYTHON
+    return next((kind for kind, match in PROFILE_KINDS if match(name, above)), "other ops")
+
+
+def _mark_lora_branches(model) -> list:
+    """record_function ranges around PEFT's lora_A / lora_B calls, so their ops can be told from the base's."""
+    import torch
+
+    handles = []
+    for name, module in model.named_modules():
+        if name.rsplit(".", 2)[-2:-1] and name.rsplit(".", 2)[-2] in ("lora_A", "lora_B"):
+            def enter(mod, args):
+                mod._profile_range = torch.profiler.record_function(LORA_RANGE)
+                mod._profile_range.__enter__()
+
+            def leave(mod, args, output):
+                mod._profile_range.__exit__(None, None, None)
+
+            handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    return handles
+
+
+def section_profile(args) -> dict:
+    """Where the harness's generation time goes: torch.profiler, self CPU time by kind of work."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmark.loading import load_for_eval
+    from benchmark.registry import load_registry
+    from benchmark.templates import load_template
+
+    entry = load_registry().model(args.model)
+    prompts = prompts_for(entry, args.prompts)
+    template = load_template(entry.template)
+    precision, bs = args.precisions[0], args.batch_sizes[-1]
+    model, tokenizer, _ = load_for_eval(entry, precision, args.cache_dir)
+    if args.profile_adapter:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, str(entry.adapter(args.profile_adapter).path))
+        model.eval()
+    harness_generate(model, tokenizer, template, prompts[:bs], bs, 2)   # warm-up
+    handles = _mark_lora_branches(model)
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:   # no Python tracing: it would slow the loop
+            start = time.perf_counter()
+            rate, tokens = harness_generate(model, tokenizer, template, prompts, bs, args.new_tokens)
+            wall = time.perf_counter() - start
+    finally:
+        for handle in handles:
+            handle.remove()
+    kinds, ops = {}, {}
+    for event in prof.events():
+        above, parent = [], event.cpu_parent
+        while parent is not None:
+            above.append(parent.name)
+            parent = parent.cpu_parent
+        seconds = event.self_cpu_time_total / 1e6
+        kind = classify(event.name, above)
+        if kind == PYTHON:   # a range or module marker: its ops are counted on their own
+            continue
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+        ops[event.name] = ops.get(event.name, 0.0) + seconds
+    kinds[PYTHON] = max(wall - sum(kinds.values()), 0.0)   # the time outside every torch op
+    rows = [{"kind": k, "seconds": round(v, 4), "share": round(v / wall, 4)}
+            for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    top = [{"op": k, "seconds": round(v, 4), "share": round(v / wall, 4)}
+           for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:12]]
+    result = {"model": args.model, "precision": precision, "batch_size": bs, "adapter": args.profile_adapter,
+              "prompts": len(prompts), "new_tokens": args.new_tokens, "wall_s": round(wall, 1),
+              "tok_s": round(rate, 1), "tokens": tokens, "threads": torch.get_num_threads(), "kinds": rows,
+              "top_ops": top, "cpu": cpu_description()}
+    print(json.dumps(result, ensure_ascii=False), flush=True)
+    return result
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and the vector instruction sets that decide these figures."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile", "avx_vnni")
+    return {"model": model, "instruction_sets": [f for f in wanted if f in flags]}
+
+
 # ------------------------------------------------------------------ train
 
 def section_train(args, work: Path) -> dict:
@@ -338,6 +455,23 @@ def section_precision(args) -> dict:
 
 # ------------------------------------------------------------------ report
 
+def render_profile(record: dict) -> list[str]:
+    lines = []
+    for key, r in sorted((record.get("profile") or {}).items()):
+        cpu = r["cpu"]
+        lines += [f"## Where generation time goes: `{r['model']}`, {r['precision']}, batch {r['batch_size']}"
+                  + (f", adapter `{r['adapter']}`" if r.get("adapter") else ""), "",
+                  f"`{r['command']}`", "",
+                  f"CPU: {cpu['model']} ({', '.join(cpu['instruction_sets']) or 'no AVX2'}), {r['threads']} threads. "
+                  f"{r['prompts']} law prompts, {r['new_tokens']} new tokens each through run_all's harness: "
+                  f"{r['wall_s']} s, {r['tok_s']} new tokens/s (under the profiler, which slows it). Self CPU time "
+                  "of torch ops by kind of work; LoRA layers are the ops PEFT's frames called.", "",
+                  "| kind of work | seconds | share of wall time |", "|---|---:|---:|"]
+        lines += [f"| {k['kind']} | {k['seconds']} | {k['share']:.1%} |" for k in r["kinds"]]
+        lines += ["", "Slowest ops: " + ", ".join(f"`{o['op']}` {o['share']:.1%}" for o in r["top_ops"][:8]) + ".", ""]
+    return lines
+
+
 def render(record: dict) -> str:
     m = record.get("machine", {})
     peaks = record.get("matmul_peak_gflops", {})
@@ -378,6 +512,7 @@ def render(record: dict) -> str:
                     lines.append(f"| {v['precision']} | {v['batch_size']} | {VARIANTS[v['variant']]} | "
                                  f"{v['baseline_tok_s']} | {v['tok_s']} | {v['answers_changed']} of {v['answers']} |")
             lines.append("")
+    lines += render_profile(record)
     for t in train_sections(record).values():
         lines += [f"## Training throughput: `{t['recipe']}`", "", f"`{t['command']}`", "",
                   "| run | steps | tokens trained (no padding) | padding share | tok/s | steady tok/s | mean loss | peak RSS |",
@@ -509,7 +644,7 @@ def main(argv=None) -> int:
     import transformers
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="*", choices=["generate", "train", "matrix", "precision"],
+    p.add_argument("--sections", nargs="*", choices=["generate", "train", "matrix", "precision", "profile"],
                    default=["generate", "train", "matrix"], help="what to measure (default: generate train matrix)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="generate/precision: registry model")
     p.add_argument("--precisions", nargs="+", default=["8bit", "bf16", "fp32"], help="generate: precisions")
@@ -519,6 +654,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS),
                    help="generate: changes to the default generate path, each measured at the last batch size "
                         "against it (speed, and answers that change)")
+    p.add_argument("--profile-adapter", default=None, help="profile: registry adapter to attach (e.g. law)")
     p.add_argument("--train-recipe", default="training/recipes/smollm2-135m-instruct/law.yaml")
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--matrix-models", nargs="+", default=["smollm2-135m-instruct"])
@@ -560,6 +696,11 @@ def main(argv=None) -> int:
         record["matrix"] = {**section_matrix(args, work), "command": command}
     if "precision" in args.sections:
         record["precision"] = {**section_precision(args), "command": command}
+    if "profile" in args.sections:
+        result = section_profile(args)
+        key = f"{args.model} {result['precision']} batch {result['batch_size']} {args.profile_adapter or 'base'} " \
+              f"on {result['cpu']['model']}"
+        record.setdefault("profile", {})[key] = {**result, "command": command}
     if args.notes_file:
         record["notes"] = args.notes_file.read_text(encoding="utf-8").strip()
     args.out.mkdir(parents=True, exist_ok=True)

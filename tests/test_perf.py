@@ -95,3 +95,30 @@ def test_perf_precision_section_compares_8bit_with_bf16_scores_and_time(tiny_ben
     page = (out / "PERF.md").read_text(encoding="utf-8")
     assert "## 8-bit against bf16 on the test splits" in page and "| law | tiny_gen |" in page
     assert "| 7 | report 8-bit vs bf16 cost and scores | base: 8-bit " in page
+
+
+def test_profile_section_attributes_the_time_to_kinds_of_work(tiny_bench, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_REGISTRY", str(tiny_bench.registry))
+    monkeypatch.setenv("BENCH_CACHE", str(tiny_bench.cache))
+    out = tmp_path / "out"
+    assert perf.main(["--sections", "profile", "--model", "tiny-llama", "--precisions", "fp32", "--batch-sizes", "2",
+                      "--prompts", "2", "--new-tokens", "4", "--profile-adapter", "law", "--out", str(out)]) == 0
+    (r,) = json.loads((out / "perf.json").read_text())["profile"].values()
+    kinds = {k["kind"]: k["seconds"] for k in r["kinds"]}
+    assert kinds["LoRA layers (PEFT)"] > 0 and kinds["float matmuls"] > 0   # the adapter's layers are found
+    assert "bitsandbytes int8 kernels" not in kinds                         # fp32: no int8 kernel ran
+    assert sum(kinds.values()) == pytest.approx(r["wall_s"], rel=0.05) and kinds[perf.PYTHON] > 0
+    assert r["tokens"] == 2 * 4 and r["cpu"]["model"]
+    page = (out / "PERF.md").read_text(encoding="utf-8")
+    assert "Where generation time goes: `tiny-llama`, fp32, batch 2, adapter `law`" in page
+
+
+def test_profile_kinds_by_op_name_and_caller():
+    assert perf.classify("bitsandbytes::int8_linear_matmul", []) == "bitsandbytes int8 kernels"
+    assert perf.classify("aten::mm", ["aten::linear", perf.LORA_RANGE, "nn.Module: Linear_1"]) == "LoRA layers (PEFT)"
+    assert perf.classify("aten::addmm", ["bitsandbytes/autograd/_functions.py(300): forward"]) == \
+        "bitsandbytes int8 kernels"
+    assert perf.classify("torch/nn/modules/module.py(1782): _call_impl", []) == perf.PYTHON
+    assert perf.classify("aten::_to_copy", []) == "dtype casts"
+    assert perf.classify("aten::addmm", []) == "float matmuls"
+    assert perf.classify("aten::rsqrt", []) == "other ops"
