@@ -38,7 +38,7 @@ GRADES = (0, 0.5, 1)
 # What the scorer is meant to reach, and what it does reach on both sets (the tests keep the floors;
 # the datasheet reports the measured figures against the targets).
 TARGETS = {"agreement": 0.95, "kappa": 0.85, "correct_mean": 0.90, "wrong_mean": 0.10}
-FLOORS = {"agreement": 0.89, "kappa": 0.74, "correct_mean": 0.92, "wrong_mean": 0.16}
+FLOORS = {"agreement": 0.90, "kappa": 0.75, "correct_mean": 0.92, "wrong_mean": 0.16}
 
 
 def load_graded(path: Path) -> list[dict]:

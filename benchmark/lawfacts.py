@@ -350,8 +350,10 @@ def _form_keys(form: str) -> tuple[tuple[str, ...], bool]:
     return tuple(t.key for t in toks), negative
 
 
-def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
-    """(first token of a match, negated) for each sentence that holds every content word of ``form``."""
+def _form_positions(answer: Analysis, form: str, spans: list | None = None) -> list[tuple[int, bool]]:
+    """(first token of a match, negated) for each sentence that holds every content word of ``form``.
+
+    ``spans``, when given, receives the token positions of each match, in the same order."""
     keys, form_negative = _form_words(form)
     if not keys:
         return []
@@ -368,6 +370,8 @@ def _form_positions(answer: Analysis, form: str) -> list[tuple[int, bool]]:
             places.append(where)
         else:
             found = _tightest(places)
+            if spans is not None:
+                spans.append(set(found))
             first = min(found)
             negated = _negated(answer.tokens, first)
             if form_negative:   # "no puede": the answer must hold the negation itself, before the words
@@ -389,8 +393,14 @@ def _tightest(places: list[list[int]]) -> list[int]:
 
 def _forms_verdict(answer: Analysis, forms: list[str]) -> Verdict:
     negative = [f for f in forms if _form_words(f)[1]]
-    hits = {f: _form_positions(answer, f) for f in forms}
+    spans = {f: [] for f in forms}
+    hits = {f: _form_positions(answer, f, spans[f]) for f in forms}
     stated = any(not neg for h in hits.values() for _, neg in h)
+    # A negative form's words said without its negation contradict it ("ningún efecto" against "surte
+    # efecto"), unless another form of the same fact is stated with those very words ("carece de efecto").
+    said = set().union(*(span for f in forms for (_, neg), span in zip(hits[f], spans[f]) if not neg))
+    hits = {f: [(p, neg) for (p, neg), span in zip(h, spans[f])
+                if not (neg and f in negative and span & said)] for f, h in hits.items()}
     contradicted = any(neg for h in hits.values() for _, neg in h)
     if contradicted and any(not neg for f in negative for _, neg in hits[f]):
         # A fact about a prohibition ("no podrá tener participaciones"): its positive words under the

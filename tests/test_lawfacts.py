@@ -22,6 +22,8 @@ PRESIDENT = {"tipo": "concepto", "formas": ["Presidente de la República", "prim
 YEARLY = {"tipo": "concepto", "formas": ["cada año", "anualmente", "anual"]}
 RETRO = {"tipo": "concepto", "formas": ["irretroactividad"], "contrarias": ["aplicación retroactiva"]}
 
+NO_EFFECT = {"tipo": "concepto", "formas": ["no produce efecto", "ningún efecto", "sin efecto", "carece de efecto"]}
+
 CASES = [
     # (answer, fact, stated, contradicted)
     ("El plazo es de treinta días (art. 116).", DAYS30, True, False),
@@ -81,6 +83,10 @@ CASES = [
     ("Lo resuelve otro organismo.", {"tipo": "concepto", "formas": ["mismo organismo"]}, False, False),
     ("Rige el principio de irretroactividad.", RETRO, True, False),
     ("Rige la irretroactividad, salvo que la ley permita su aplicación retroactiva.", RETRO, True, True),
+    # a positive phrasing of a negative fact is not contradicted by the fact's negative phrasings
+    ("La orden carece de todo efecto jurídico.", NO_EFFECT, True, False),
+    ("Queda sin efecto.", NO_EFFECT, True, False),
+    ("La orden surte efecto normalmente.", NO_EFFECT, False, True),
 ]
 
 
