@@ -206,6 +206,21 @@ def test_stating_the_rule_without_its_result_earns_half(answer, recall, strict):
     assert utils.fact_scores(answer, CALC_FACTS) == (pytest.approx(recall), strict)
 
 
+VERDICT_FACTS = lawdata.dump_facts([
+    {"tipo": "veredicto", "valor": "si", "rol": "respuesta"},
+    {"tipo": "concepto", "formas": ["primera clase"], "rol": "respuesta"},
+    {"tipo": "cantidad", "valor": 96, "unidad": "hora", "rol": "fundamento"}])
+
+
+@pytest.mark.parametrize(("answer", "recall"), [
+    ("Sí, es una infracción de primera clase: el plazo es de 96 horas.", 1.0),
+    ("Sí, hay infracción.", 0.5),
+    ("No. Solo sería infracción de primera clase pasadas 96 horas.", 0.0),
+], ids=["right", "verdict-only", "opposite-verdict"])
+def test_the_opposite_verdict_makes_the_whole_answer_wrong(answer, recall):
+    assert utils.fact_scores(answer, VERDICT_FACTS)[0] == pytest.approx(recall)
+
+
 @pytest.mark.parametrize(("digits", "words", "unit"), [
     ("15 días", "quince días", "dia"),
     ("21 días", "veintiún días", "dia"),

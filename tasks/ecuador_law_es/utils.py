@@ -75,6 +75,9 @@ def fact_scores(answer: str, facts) -> tuple[float, float]:
     recall = sum(asked) / len(asked) if asked else 0.0
     if grounds and not contradicted and all(v.score == 1.0 for v in grounds):
         recall = max(recall, RULE_ONLY_CREDIT)
+    if any(f["tipo"] == "veredicto" and f.get("rol", "respuesta") == "respuesta" and v.contradicted
+           for f, v in verdicts):
+        recall = 0.0   # the opposite verdict makes the answer wrong, whatever else it gets right
     strict = float(bool(asked) and all(s == 1.0 for s in asked) and not contradicted)
     return recall, strict
 
