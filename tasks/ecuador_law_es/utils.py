@@ -66,7 +66,8 @@ def fact_scores(answer: str, facts) -> tuple[float, float]:
     recall: the share of the answer facts (``rol`` "respuesta") stated and not contradicted. An answer that
     states the whole rule (every ``fundamento`` fact) but not what was asked (a computed amount or date
     left out or miscomputed, say), and contradicts no key fact (an opposite verdict, a negated rule),
-    earns ``RULE_ONLY_CREDIT``: the right rule, not applied, which is how the graded sets mark it. strict: everything asked is stated and nothing the answer says contradicts any key fact.
+    earns ``RULE_ONLY_CREDIT``: the right rule, not applied, which is how the graded sets mark it. An
+    answer whose yes/no verdict is the opposite one scores 0, whatever else it states. strict: everything asked is stated and nothing the answer says contradicts any key fact.
     """
     verdicts = fact_verdicts(answer, facts)
     asked = [v.score for f, v in verdicts if f.get("rol", "respuesta") == "respuesta"]
