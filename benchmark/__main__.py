@@ -2,7 +2,7 @@
 
     es-llm-bench run [run_all options]          # every combination, then the leaderboard (= benchmark/run_all.py)
     es-llm-bench compare --results DIR ...      # adapter against base, paired bootstrap intervals
-    es-llm-bench leaderboard RESULTS_DIR ...    # rebuild the page from results
+    es-llm-bench leaderboard [--results DIR]   # rebuild the page: published results + a results folder
     es-llm-bench chat --model NAME [--adapter law]
     python -m benchmark prepare [--suite embedded] [--models NAME ...] [--cache-dir DIR] [--force]
     python -m benchmark generate --model NAME [--adapter instruct|law|merged] [--preset NAME] [--raw]
