@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from benchmark.results import atomic_write, sha256_bytes
-from benchmark.resultsets import ResultsFormatError, _check_done, _check_results, load_combos
+from benchmark.resultsets import ResultsFormatError, _check_done, _check_results, load_combo
 
 REPO = Path(__file__).resolve().parent.parent
 STORE = REPO / "leaderboard" / "results"
@@ -80,8 +80,7 @@ def publish(folder: Path, store: Path = STORE) -> Path:
     from leaderboard.build import portable
 
     folder, store = Path(folder), Path(store)
-    combo = next((c for c in load_combos(folder.parent.parent)
-                  if c["model"] == folder.parent.name and c["adapter"] == folder.name), None)
+    combo = load_combo(folder)
     if combo is None or combo["status"] != "ok":
         raise ResultsFormatError(f"{folder}: not a finished combination (no done.json); nothing to publish")
     data = combo["data"]

@@ -77,28 +77,33 @@ def _samples_files(folder: Path, tasks) -> dict[str, Path]:
     return found
 
 
+def load_combo(folder: Path) -> dict | None:
+    """One ``<model>/<adapter>`` folder: finished (``status`` ok, with results and samples), failed, or None."""
+    folder = Path(folder)
+    combo = {"model": folder.parent.name, "adapter": folder.name, "folder": folder}
+    if (folder / "done.json").is_file():
+        files = sorted(folder.glob("results_*.json"))
+        if not files:
+            raise ResultsFormatError(f"{folder}: done.json but no results_*.json file")
+        _check_done(folder)
+        data = _check_results(files[-1], _read_json(files[-1]))
+        combo.update(status="ok", data=data, samples={
+            task: read_samples(p) for task, p in _samples_files(folder, data["results"]).items()})
+    elif (folder / "failed.json").is_file():
+        record = _read_json(folder / "failed.json")
+        error = record.get("error") if isinstance(record, dict) else None
+        combo.update(status="failed", error=str(error or "failed (no error text recorded)"))
+    else:
+        return None  # not run yet, or interrupted
+    return combo
+
+
 def load_combos(results_dir: Path) -> list[dict]:
     """Every <model>/<adapter> folder that finished (done.json) or failed (failed.json)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ResultsFormatError(f"results folder {results_dir} does not exist; run benchmark/run_all.py first")
-    combos = []
-    for folder in sorted(p for p in results_dir.glob("*/*") if p.is_dir()):
-        combo = {"model": folder.parent.name, "adapter": folder.name, "folder": folder}
-        if (folder / "done.json").is_file():
-            files = sorted(folder.glob("results_*.json"))
-            if not files:
-                raise ResultsFormatError(f"{folder}: done.json but no results_*.json file")
-            _check_done(folder)
-            data = _check_results(files[-1], _read_json(files[-1]))
-            combo.update(status="ok", data=data, samples={
-                task: read_samples(p) for task, p in _samples_files(folder, data["results"]).items()})
-        elif (folder / "failed.json").is_file():
-            record = _read_json(folder / "failed.json")
-            error = record.get("error") if isinstance(record, dict) else None
-            combo.update(status="failed", error=str(error or "failed (no error text recorded)"))
-        else:
-            continue  # not run yet, or interrupted
-        combos.append(combo)
+    combos = [c for c in (load_combo(folder) for folder in sorted(p for p in results_dir.glob("*/*") if p.is_dir()))
+              if c is not None]
     combos.sort(key=lambda c: (c["model"], c["adapter"] != "base", c["adapter"]))
     return combos
