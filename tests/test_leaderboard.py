@@ -587,3 +587,17 @@ def test_a_reference_row_without_a_value_is_refused(tmp_path):
     bad.write_text("rows:\n  - {model: X, adapter: base}\n")
     with pytest.raises(lb.LeaderboardError, match=r"rows\[0\] lacks field 'value'"):
         lb.load_reference(bad)
+
+
+def test_the_committed_page_is_built_from_the_committed_published_results(tmp_path):
+    """leaderboard/index.html equals a rebuild from leaderboard/results/ alone (rebuild it after publishing:
+    python -m leaderboard.build --published-only)."""
+    from benchmark.published import STORE, load_published
+
+    committed = page_json((lb.REPO / "leaderboard" / "index.html").read_text(encoding="utf-8"))
+    rebuilt = page_json(lb.build(None, tmp_path / "index.html", published=STORE).read_text(encoding="utf-8"))
+    published = {(c["model"], c["adapter"]) for c in load_published(STORE)}
+    assert {(r["model"], r["adapter"]) for r in committed["rows"]} == published
+    assert all(r["origin"] == "published" and r["sample"] == "full test split" for r in committed["rows"])
+    assert committed == rebuilt
+    assert str(lb.REPO) not in (lb.REPO / "leaderboard" / "index.html").read_text(encoding="utf-8")
