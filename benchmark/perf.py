@@ -292,7 +292,7 @@ def section_profile(args) -> dict:
     top = [{"op": k, "seconds": round(v, 4), "share": round(v / wall, 4)}
            for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:12]]
     result = {"model": args.model, "precision": precision, "batch_size": bs, "adapter": args.profile_adapter,
-              "prompts": len(prompts), "new_tokens": args.new_tokens, "wall_s": round(wall, 1),
+              "prompts": len(prompts), "new_tokens": args.new_tokens, "wall_s": round(wall, 4),
               "tok_s": round(rate, 1), "tokens": tokens, "threads": torch.get_num_threads(), "kinds": rows,
               "top_ops": top, "cpu": cpu_description()}
     print(json.dumps(result, ensure_ascii=False), flush=True)
