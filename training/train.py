@@ -366,7 +366,11 @@ def main(argv=None) -> None:
     output_dir = Path(sft_config.output_dir)
     store = REPO / recipe_args.checkpoint_store if recipe_args.checkpoint_store else None
     if store is not None:
-        check_resume(store, fingerprint)
+        try:
+            check_resume(store, fingerprint)
+        except ValueError as exc:
+            raise ValueError(f"{exc}. The recipe's checkpoint_store belongs to the recipe as committed: for a "
+                             "run with other settings add --checkpoint_store '' (and an --output_dir of its own)") from None
         restored = restore_checkpoint(store, output_dir)
         if restored:
             print(f"resuming from the stored checkpoint {store / restored.name}")
