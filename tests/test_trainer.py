@@ -255,6 +255,8 @@ def test_a_run_in_parts_resumes_from_the_checkpoint_store_and_equals_one_run(tra
     assert not (folder / "adapter").exists(), "an unfinished part must not write the adapter"
     assert sorted(p.name for p in store.glob("checkpoint-*")) == ["checkpoint-3"]
     assert {p.name for p in (store / "checkpoint-3").iterdir()} <= set(train.STORE_FILES)
+    stored = json.loads((store / "checkpoint-3" / "adapter_config.json").read_text())
+    assert stored["base_model_name_or_path"] == "tiny-llama"   # no folder of the machine that trained
     assert [(p["from_step"], p["to_step"]) for p in json.loads((store / train.PARTS).read_text())] == [(0, 3)]
 
     shutil.rmtree(folder / "checkpoints")            # a fresh machine: only the committed store is left

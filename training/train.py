@@ -146,8 +146,10 @@ STORE_FILES = ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt
                "trainer_state.json", "training_args.bin")
 
 
-def store_checkpoint(checkpoint: Path, store: Path, fingerprint: Path) -> Path:
-    """Copy ``checkpoint``'s resume files into ``store``/<its name>, atomically, and drop older ones from the store."""
+def store_checkpoint(checkpoint: Path, store: Path, fingerprint: Path, base_name: str | None = None) -> Path:
+    """Copy ``checkpoint``'s resume files into ``store``/<its name>, atomically, and drop older ones from the store.
+
+    ``base_name`` replaces the adapter config's ``base_model_name_or_path`` (a folder of this machine's cache)."""
     import shutil
 
     store.mkdir(parents=True, exist_ok=True)
@@ -158,6 +160,11 @@ def store_checkpoint(checkpoint: Path, store: Path, fingerprint: Path) -> Path:
     for name in STORE_FILES:
         if (checkpoint / name).is_file():
             shutil.copy2(checkpoint / name, staging / name)
+    config = staging / "adapter_config.json"
+    if base_name and config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = base_name
+        config.write_text(json.dumps(data, indent=2), encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     shutil.copy2(fingerprint, store / FINGERPRINT)
@@ -202,7 +209,7 @@ def _on_save(function):
     return OnSave()
 
 
-def checkpoint_store_callback(store: Path, output_dir: Path):
+def checkpoint_store_callback(store: Path, output_dir: Path, base_name: str | None = None):
     """A Trainer callback that copies each saved checkpoint into the store (see ``store_checkpoint``)."""
     from transformers import TrainerCallback
 
@@ -210,7 +217,7 @@ def checkpoint_store_callback(store: Path, output_dir: Path):
         def on_save(self, args, state, control, **kwargs):
             checkpoint = output_dir / f"checkpoint-{state.global_step}"
             if args.process_index == 0 and checkpoint.is_dir():
-                store_checkpoint(checkpoint, store, output_dir / FINGERPRINT)
+                store_checkpoint(checkpoint, store, output_dir / FINGERPRINT, base_name)
             return control
 
     return Store()
@@ -413,7 +420,7 @@ def main(argv=None) -> None:
 
     trainer.add_callback(_on_save(record_part))   # before the store's callback, which copies the record
     if store is not None:
-        trainer.add_callback(checkpoint_store_callback(store, output_dir))
+        trainer.add_callback(checkpoint_store_callback(store, output_dir, entry.source.get("hub_id") or entry.name))
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - start
     parts = json.loads(parts_file.read_text(encoding="utf-8")) if parts_file.is_file() else []
