@@ -210,8 +210,9 @@ PYTHON = "outside the torch ops (Python: decoding loop, stop strings, padding, m
 # Kinds of work, by the op's name or the ranges and frames above it (first match wins).
 PROFILE_KINDS = (
     ("LoRA layers (PEFT)", lambda name, above: LORA_RANGE in above),
-    ("bitsandbytes int8 kernels", lambda name, above: name.startswith("bitsandbytes")
-     or any("bitsandbytes/" in f for f in above) or "int_mm" in name),
+    ("bitsandbytes int8 matmul (quantize, int8 mm, outliers, dequantize)", lambda name, above:
+     name.startswith("bitsandbytes") or name == "MatMul8bitLt" or "int_mm" in name
+     or any(f == "MatMul8bitLt" or f.startswith("bitsandbytes") or "bitsandbytes/" in f for f in above)),
     ("dtype casts", lambda name, above: name in {"aten::to", "aten::_to_copy", "aten::copy_", "aten::type_as"}),
     ("float matmuls", lambda name, above: name in {"aten::mm", "aten::addmm", "aten::bmm", "aten::matmul",
                                                    "aten::linear", "aten::baddbmm"}),
@@ -462,10 +463,13 @@ def render_profile(record: dict) -> list[str]:
         lines += [f"## Where generation time goes: `{r['model']}`, {r['precision']}, batch {r['batch_size']}"
                   + (f", adapter `{r['adapter']}`" if r.get("adapter") else ""), "",
                   f"`{r['command']}`", "",
-                  f"CPU: {cpu['model']} ({', '.join(cpu['instruction_sets']) or 'no AVX2'}), {r['threads']} threads. "
+                  f"CPU: {cpu['model']} ({', '.join(cpu['instruction_sets']) or 'no AVX2'}), {r['threads']} threads"
+                  + (f", torch {r['versions']['torch']}, transformers {r['versions']['transformers']}"
+                     if r.get("versions") else "") + ". "
                   f"{r['prompts']} law prompts, {r['new_tokens']} new tokens each through run_all's harness: "
                   f"{r['wall_s']} s, {r['tok_s']} new tokens/s (under the profiler, which slows it). Self CPU time "
-                  "of torch ops by kind of work; LoRA layers are the ops PEFT's frames called.", "",
+                  "of torch ops by kind of work; LoRA layers: the ops inside PEFT's lora_A / lora_B calls; bitsandbytes: "
+                  "the ops inside its int8 matmul.", "",
                   "| kind of work | seconds | share of wall time |", "|---|---:|---:|"]
         lines += [f"| {k['kind']} | {k['seconds']} | {k['share']:.1%} |" for k in r["kinds"]]
         lines += ["", "Slowest ops: " + ", ".join(f"`{o['op']}` {o['share']:.1%}" for o in r["top_ops"][:8]) + ".", ""]
@@ -477,8 +481,8 @@ def render(record: dict) -> str:
     peaks = record.get("matmul_peak_gflops", {})
     lines = ["# Performance", "",
              f"Measured by `python -m benchmark.perf` (each section's command below) on {m.get('cpu_count')} CPU cores "
-             f"({m.get('processor') or m.get('platform')}), torch {record['versions'].get('torch')}, transformers "
-             f"{record['versions'].get('transformers')}; raw figures in `perf.json`. The performance targets are "
+             f"({m.get('processor') or m.get('platform')}), torch {record.get('versions', {}).get('torch')}, transformers "
+             f"{record.get('versions', {}).get('transformers')}; raw figures in `perf.json`. The performance targets are "
              "checked in the last section.", ""]
     if peaks:
         lines += [f"Matmul peak (1024x1024): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s.", ""]
@@ -679,9 +683,10 @@ def main(argv=None) -> int:
 
     record_path = args.out / "perf.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    record.update(machine={"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                           "processor": platform.processor()},
-                  versions={"torch": torch.__version__, "transformers": transformers.__version__})
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if set(args.sections) - {"profile"}:   # a profile carries its own machine and versions
+        record.update(machine={"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                               "processor": platform.processor()}, versions=versions)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="perf-"))
     work.mkdir(parents=True, exist_ok=True)
     if "generate" in args.sections:
@@ -700,7 +705,7 @@ def main(argv=None) -> int:
         result = section_profile(args)
         key = f"{args.model} {result['precision']} batch {result['batch_size']} {args.profile_adapter or 'base'} " \
               f"on {result['cpu']['model']}"
-        record.setdefault("profile", {})[key] = {**result, "command": command}
+        record.setdefault("profile", {})[key] = {**result, "versions": versions, "command": command}
     if args.notes_file:
         record["notes"] = args.notes_file.read_text(encoding="utf-8").strip()
     args.out.mkdir(parents=True, exist_ok=True)
