@@ -594,10 +594,13 @@ def test_the_committed_page_is_built_from_the_committed_published_results(tmp_pa
     python -m leaderboard.build --published-only)."""
     from benchmark.published import STORE, load_published
 
-    committed = page_json((lb.REPO / "leaderboard" / "index.html").read_text(encoding="utf-8"))
+    # The committed page, not the working copy: the main command rewrites leaderboard/index.html with its own run.
+    shown = subprocess.run(["git", "show", "HEAD:leaderboard/index.html"], cwd=lb.REPO, capture_output=True, text=True)
+    text = shown.stdout if shown.returncode == 0 else (lb.REPO / "leaderboard" / "index.html").read_text(encoding="utf-8")
+    committed = page_json(text)
     rebuilt = page_json(lb.build(None, tmp_path / "index.html", published=STORE).read_text(encoding="utf-8"))
     published = {(c["model"], c["adapter"]) for c in load_published(STORE)}
     assert {(r["model"], r["adapter"]) for r in committed["rows"]} == published
     assert all(r["origin"] == "published" and r["sample"] == "full test split" for r in committed["rows"])
     assert committed == rebuilt
-    assert str(lb.REPO) not in (lb.REPO / "leaderboard" / "index.html").read_text(encoding="utf-8")
+    assert str(lb.REPO) not in text
