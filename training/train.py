@@ -191,36 +191,17 @@ def restore_checkpoint(store: Path, output_dir: Path) -> Path | None:
     return output_dir / stored[-1].name
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _on_save(function):
+    """A Trainer callback that calls ``function(global_step)`` after each checkpoint is saved (main process)."""
     from transformers import TrainerCallback
 
     class OnSave(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             if args.process_index == 0:
-                function()
+                function(state.global_step)
             return control
 
     return OnSave()
-
-
-def checkpoint_store_callback(store: Path, output_dir: Path, base_name: str | None = None):
-    """A Trainer callback that copies each saved checkpoint into the store (see ``store_checkpoint``)."""
-    from transformers import TrainerCallback
-
-    class Store(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            checkpoint = output_dir / f"checkpoint-{state.global_step}"
-            if args.process_index == 0 and checkpoint.is_dir():
-                store_checkpoint(checkpoint, store, output_dir / FINGERPRINT, base_name)
-            return control
-
-    return Store()
 
 
 FINGERPRINT = "run_fingerprint.json"
@@ -411,16 +392,19 @@ def main(argv=None) -> None:
     parts = json.loads(parts_file.read_text(encoding="utf-8")) if last and parts_file.is_file() else []
     parts = [p for p in parts if p["to_step"] <= first_step]   # a part killed before its last save is redone
 
-    def record_part(*_):
-        from training.card import hardware
-        part = {"from_step": first_step, "to_step": trainer.state.global_step,
-                "seconds": round(time.time() - start, 1), "device": hardware(),
-                "date": time.strftime("%Y-%m-%d", time.gmtime())}
-        write_atomic(parts_file, json.dumps([*parts, part], indent=1, ensure_ascii=False))
+    base_name = entry.source.get("hub_id") or entry.name
 
-    trainer.add_callback(_on_save(record_part))   # before the store's callback, which copies the record
-    if store is not None:
-        trainer.add_callback(checkpoint_store_callback(store, output_dir, entry.source.get("hub_id") or entry.name))
+    def after_save(step: int) -> None:
+        """Record this part's progress, then copy the checkpoint (and the record) into the store."""
+        from benchmark.results import atomic_write
+        from training.card import hardware
+        part = {"from_step": first_step, "to_step": step, "seconds": round(time.time() - start, 1),
+                "device": hardware(), "date": time.strftime("%Y-%m-%d", time.gmtime())}
+        atomic_write(parts_file, json.dumps([*parts, part], indent=1, ensure_ascii=False))
+        if store is not None and (output_dir / f"checkpoint-{step}").is_dir():
+            store_checkpoint(output_dir / f"checkpoint-{step}", store, output_dir / FINGERPRINT, base_name)
+
+    trainer.add_callback(_on_save(after_save))
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - start
     parts = json.loads(parts_file.read_text(encoding="utf-8")) if parts_file.is_file() else []
