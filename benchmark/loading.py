@@ -288,19 +288,31 @@ def effective_precision(model, requested: str) -> str:
     return f"{requested} on {quantized} of {len(layers)} linear layers, the rest {dtype}"
 
 
-def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | None = None, device: str | None = None):
-    """(model, tokenizer, folder) for evaluation at ``precision``; prepares what is missing."""
+INT8_KERNELS = ("fast", "stock")
+
+
+def load_for_eval(entry: ModelEntry, precision: str = "8bit", cache_dir: Path | None = None, device: str | None = None,
+                  int8_kernels: str = "fast"):
+    """(model, tokenizer, folder) for evaluation at ``precision``; prepares what is missing.
+
+    ``int8_kernels``: on the CPU, "fast" runs bitsandbytes' 8-bit matmul with :mod:`benchmark.int8_cpu`'s
+    kernels (the same numbers, faster); "stock" with bitsandbytes' own."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    if int8_kernels not in INT8_KERNELS:
+        raise ValueError(f"int8_kernels must be one of {INT8_KERNELS}, got '{int8_kernels}'")
     folders = prepare(entry, cache_dir, precisions=("fp32", "8bit") if precision == "8bit" else ("fp32",))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = {"device_map": device}
     if precision == "8bit":
         folder = folders["8bit"]
         quiet_8bit_cast_warning()
+        from benchmark import int8_cpu
+
+        int8_cpu.install() if int8_kernels == "fast" else int8_cpu.uninstall()
     else:
         folder = folders["fp32"]
         if precision == "4bit":

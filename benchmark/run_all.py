@@ -74,6 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=["8bit", "4bit", "bf16", "fp32"], default="8bit")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--int8-kernels", choices=["fast", "stock"], default="fast",
+                   help="8-bit on the CPU: 'fast' = the project's kernels for bitsandbytes' int8 matmul "
+                        "(benchmark/int8_cpu.py: the same numbers, faster), 'stock' = bitsandbytes' own")
     p.add_argument("--max-gen-toks", type=int, default=None,
                    help=f"cap on generated tokens per answer (default {SAMPLE_MAX_GEN_TOKS} with the sample, "
                         "the task's own max_gen_toks with --full)")
@@ -318,6 +321,15 @@ def run(args, registry, models) -> int:
     return 1 if failures or problems else 0
 
 
+def _int8_kernels(lm, args) -> str | None:
+    """Which int8 matmul kernels ran: "fast" (benchmark/int8_cpu.py) or "stock" (bitsandbytes'); None off the CPU path."""
+    if args.precision != "8bit" or args.backend != "hf" or str(lm.device) != "cpu":
+        return None
+    from benchmark import int8_cpu
+
+    return "fast" if int8_cpu.installed() else "stock"
+
+
 def _load_lm(args, model_entry, template, adapters=()):
     """The base model, loaded once per run for all its combinations, wrapped for lm-eval."""
     from benchmark.presets import load_preset
@@ -329,7 +341,8 @@ def _load_lm(args, model_entry, template, adapters=()):
         from benchmark.harness import PresetLM
         from benchmark.loading import load_for_eval
 
-        model, tokenizer, folder = load_for_eval(model_entry, args.precision, args.cache_dir, args.device)
+        model, tokenizer, folder = load_for_eval(model_entry, args.precision, args.cache_dir, args.device,
+                                                 int8_kernels=args.int8_kernels)
         lm = PresetLM(model, tokenizer, load_preset(model_entry.preset), template.stop_strings,
                       batch_size=args.batch_size)
     # Every combination evaluated on this load records the same id: the base is loaded once per run.
@@ -407,6 +420,7 @@ def _evaluate(args, lm, tm, task_names, samples, folder, input_hash, key, model_
         "stop_strings": template.stop_strings, "precision": _precision_label(lm, args.precision),
         "precision_requested": args.precision, "device": str(lm.device),
         "batch_size": args.batch_size, "max_gen_toks": args.max_gen_toks,
+        "int8_kernels": _int8_kernels(lm, args),
         "host": res.host_info(lm.device),
         "checkpoint": str(base_folder), "base_load": {"id": lm.load_id, "seconds": lm.load_seconds},
         "seed": args.seed, "libraries": key["libraries"], "sample": sample_note,
