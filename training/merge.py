@@ -24,6 +24,10 @@ COMBINATIONS = ("linear", "cat", "svd", "ties", "ties_svd", "dare_linear", "dare
                 "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
 
 
+class MergeRefused(ValueError):
+    """PEFT cannot build this combination from these adapters (linear, ties and dare_*: equal ranks only)."""
+
+
 def _uses_density(combination: str) -> bool:
     return combination.startswith(("ties", "dare", "magnitude_prune"))
 
@@ -71,8 +75,11 @@ def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), dens
     if combination == "svd" or combination.endswith("_svd"):
         kwargs["svd_rank"] = svd_rank
     torch.manual_seed(seed)   # DARE drops weights at random
-    model.add_weighted_adapter(["instruct", "law"], list(weights), adapter_name="merged",
-                               combination_type=combination, **kwargs)
+    try:
+        model.add_weighted_adapter(["instruct", "law"], list(weights), adapter_name="merged",
+                                   combination_type=combination, **kwargs)
+    except ValueError as exc:
+        raise MergeRefused(f"PEFT refuses combination '{combination}' for {entry.name}: {exc}") from exc
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp, selected_adapters=["merged"])
         saved = Path(tmp) / "merged"
@@ -82,7 +89,9 @@ def merge(model_name: str, combination: str = "linear", weights=(1.0, 1.0), dens
     config = json.loads((output / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = entry.source.get("hub_id") or entry.name
     (output / "adapter_config.json").write_text(json.dumps(config, indent=2))
-    save_tokenizer(AutoTokenizer.from_pretrained(sources["instruct"]), output)
+    # the instruct adapter's tokenizer (saved with it by the trainer), else the prepared base's
+    has_tokenizer = (sources["instruct"] / "tokenizer_config.json").is_file()
+    save_tokenizer(AutoTokenizer.from_pretrained(sources["instruct"] if has_tokenizer else folder), output)
     cards = {n: json.loads((p / "training_stats.json").read_text()) if (p / "training_stats.json").exists() else {}
              for n, p in sources.items()}
     (output / "README.md").write_text(
