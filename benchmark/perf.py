@@ -290,8 +290,18 @@ def llamacpp_batched(llm, prompts: list[list[int]], new_tokens: int, batch_size:
     ``examples/batched``. (new tokens per second, the answers' ids)."""
     import llama_cpp
 
-    ctx, n_vocab, answers = llm._ctx.ctx, llm.n_vocab(), []
     longest = max(len(p) for p in prompts)
+    # The high-level Llama object keeps one sequence per context: a context of our own holds batch_size.
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = batch_size * (longest + new_tokens + 8)
+    params.n_batch = params.n_ubatch = max(longest, batch_size)
+    params.n_seq_max = batch_size
+    params.kv_unified = True
+    params.n_threads = params.n_threads_batch = llm.n_threads
+    ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
+    if not ctx:
+        raise RuntimeError(f"llama.cpp could not create a context for {batch_size} sequences")
+    n_vocab, answers = llm.n_vocab(), []
     batch = llama_cpp.llama_batch_init(max(longest, batch_size), 0, batch_size)
 
     def add(token, pos, seq, logits):
@@ -303,7 +313,7 @@ def llamacpp_batched(llm, prompts: list[list[int]], new_tokens: int, batch_size:
     def decode():
         rc = llama_cpp.llama_decode(ctx, batch)
         if rc != 0:
-            raise RuntimeError(f"llama_decode failed (status {rc}): context too small for {batch_size} sequences?")
+            raise RuntimeError(f"llama_decode failed (status {rc}) with {batch.n_tokens} tokens of {batch_size} sequences")
 
     start = time.perf_counter()
     try:
@@ -329,6 +339,7 @@ def llamacpp_batched(llm, prompts: list[list[int]], new_tokens: int, batch_size:
             answers.extend(outs)
     finally:
         llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
     return len(prompts) * new_tokens / (time.perf_counter() - start), answers
 
 
@@ -347,7 +358,7 @@ def section_llamacpp(args) -> dict:
         raise SystemExit(f"model '{args.model}' has no GGUF file (source kind {entry.source.get('kind')!r})")
     cache = args.cache_dir or default_cache_dir()
     original = locate_gguf(entry, cache)
-    files = {Path(entry.source["gguf_file"]).stem: original,
+    files = {"as shipped": original,
              "Q8_0": q8_gguf(original, cache / "gguf" / f"{entry.name}-Q8_0.gguf")}
     texts = prompts_for(entry, args.prompts)
     threads = os.cpu_count()
@@ -367,7 +378,8 @@ def section_llamacpp(args) -> dict:
         print(json.dumps(row), flush=True)
         del llm
     return {"model": args.model, "prompts": len(texts), "new_tokens": args.new_tokens, "rows": rows,
-            "llama_cpp_python": llama_cpp.__version__, "cpu": cpu_description()}
+            "llama_cpp_python": llama_cpp.__version__, "cpu": cpu_description(),
+            "llama_cpp_build": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
 
 
 # ------------------------------------------------------------------ profile
@@ -662,7 +674,8 @@ def render_llamacpp(record: dict) -> list[str]:
         cpu = r["cpu"]
         lines += [f"## llama.cpp: `{r['model']}`", "", f"`{r['command']}`", "",
                   f"CPU: {cpu['model']} ({', '.join(cpu['instruction_sets']) or 'no AVX2'}), llama-cpp-python "
-                  f"{r['llama_cpp_python']} built on it. Greedy, {r['prompts']} law prompts, {r['new_tokens']} new "
+                  f"{r['llama_cpp_python']} built on it" + (f" (ggml: `{r['llama_cpp_build']}`)" if r.get("llama_cpp_build") else "")
+                  + f". Greedy, {r['prompts']} law prompts, {r['new_tokens']} new "
                   "tokens each, prompt processing included (as in the generate section).", "",
                   "| GGUF | threads | one stream tok/s | batched tok/s | batch | batched answers equal to one stream's |",
                   "|---|---:|---:|---:|---:|---:|"]

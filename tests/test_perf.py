@@ -170,3 +170,17 @@ def test_a_generate_run_replaces_only_the_precisions_it_measured():
     # other prompts or answer lengths: the tables would not compare, the new run replaces the old
     other = perf.merge_generate(second, run(["fp32"], "third", prompts=8))
     assert {r["precision"] for r in other["rows"]} == {"fp32"}
+
+
+def test_the_llamacpp_section_measures_one_stream_and_batched_decoding(tmp_path, bench_cache, monkeypatch):
+    """Where llama-cpp-python is built (scripts/setup.sh --llama-cpp; it is not part of the test set-up)."""
+    pytest.importorskip("llama_cpp")
+    monkeypatch.setenv("BENCH_CACHE", str(bench_cache))
+    out = tmp_path / "out"
+    assert perf.main(["--sections", "llamacpp", "--model", "smollm2-135m-instruct", "--prompts", "3",
+                      "--new-tokens", "4", "--batch-sizes", "2", "--out", str(out)]) == 0
+    (r,) = json.loads((out / "perf.json").read_text())["llamacpp"].values()
+    assert [x["quant"] for x in r["rows"]] == ["as shipped", "Q8_0"]
+    for x in r["rows"]:
+        assert x["single_tok_s"] > 0 and x["batched_tok_s"] > 0 and 0 <= x["batched_answers_as_single"] <= 3
+    assert "## llama.cpp: `smollm2-135m-instruct`" in (out / "PERF.md").read_text(encoding="utf-8")
