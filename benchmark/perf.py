@@ -931,7 +931,8 @@ def main(argv=None) -> int:
         print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
         record["matmul_peak_gflops"] = peaks
         fresh = {**section_generate(args, peaks), "matmul_peak_gflops": peaks, "command": command}
-        record.setdefault("generate", {})[args.model] = merge_generate(record["generate"].get(args.model), fresh)
+        generate = record.setdefault("generate", {})
+        generate[args.model] = merge_generate(generate.get(args.model), fresh)
     if "train" in args.sections:
         record["train"] = {**train_sections(record), args.train_recipe: {**section_train(args, work), "command": command}}
     if "matrix" in args.sections:
