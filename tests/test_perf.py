@@ -137,6 +137,7 @@ def test_the_int8_kernels_variant_changes_no_answer_of_an_8bit_model(tiny_bench,
     g = json.loads((out / "perf.json").read_text())["generate"]["tiny-llama"]
     (v,) = g["variants"]
     assert v["variant"] == "stock-int8" and v["answers"] == 4 and v["answers_changed"] == 0 and v["tok_s"] > 0
+    assert v["baseline_again_tok_s"] > 0   # the default path measured again, warm
     assert g["cpu"]["model"]
     from benchmark import int8_cpu
     assert int8_cpu.installed()   # the variant puts the project's kernels back
@@ -160,6 +161,11 @@ def test_a_generate_run_replaces_only_the_precisions_it_measured():
     second = perf.merge_generate(first, run(["8bit"], "second"))
     assert [(r["precision"], r["batch_size"], r["command"]) for r in second["rows"]] == [
         ("8bit", 4, "second"), ("8bit", 16, "second"), ("bf16", 4, "first"), ("bf16", 16, "first")]
+    one_size = run(["bf16"], "third")
+    one_size["rows"] = [r for r in one_size["rows"] if r["batch_size"] == 16]
+    third = perf.merge_generate(second, one_size)   # only (bf16, 16) is replaced
+    assert [(r["precision"], r["batch_size"], r["command"]) for r in third["rows"]] == [
+        ("8bit", 4, "second"), ("8bit", 16, "second"), ("bf16", 4, "first"), ("bf16", 16, "third")]
     assert [(v["precision"], v["command"]) for v in second["variants"]] == [("8bit", "second"), ("bf16", "first")]
     assert second["rows"][2]["cpu"]["model"] == "first"
     page = perf.render({"generate": {"m": {**second, "rows": [{**r, "bare_tok_s": 1, "harness_tok_s": 1,
