@@ -37,12 +37,9 @@ OVERLAP_N = 8
 
 
 def _ifeval_utils():
-    sys.path.insert(0, str(REPO / "tasks" / "instruct_es"))
-    try:
-        import ifeval_utils
-    finally:
-        sys.path.pop(0)
-    return ifeval_utils
+    from benchmark.tasks import load_task_module
+
+    return load_task_module(REPO / "tasks" / "instruct_es" / "ifeval_utils.py", "instruct_es_ifeval_utils")
 
 
 def test_grams() -> set:

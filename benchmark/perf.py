@@ -204,7 +204,7 @@ def merge_generate(old: dict | None, new: dict) -> dict:
     order = {p: i for i, p in enumerate(("8bit", "4bit", "bf16", "fp32"))}
     rows = sorted(kept + new["rows"], key=lambda r: (order.get(r["precision"], 9), r["batch_size"]))
     variants = sorted(kept_variants + new["variants"], key=lambda r: (order.get(r["precision"], 9), r["batch_size"]))
-    return {**new, "rows": rows, "variants": variants, "prompt_tokens": new["prompt_tokens"]}
+    return {**new, "rows": rows, "variants": variants}
 
 
 def section_generate(args, peaks) -> dict:
@@ -676,6 +676,11 @@ def _harness_8bit(record: dict, model: str, cpu_model: str) -> dict | None:
     return max(rows, key=lambda r: r["harness_tok_s"]) if rows else None
 
 
+def _llamacpp_single(r: dict) -> float:
+    """llama.cpp's fastest one stream over the GGUF files of a llamacpp record."""
+    return max(x["single_tok_s"] for x in r["rows"])
+
+
 def render_llamacpp(record: dict) -> list[str]:
     lines = []
     for key, r in sorted((record.get("llamacpp") or {}).items()):
@@ -691,7 +696,7 @@ def render_llamacpp(record: dict) -> list[str]:
                   f"{x['batch_size']} | {x['batched_answers_as_single']} of {r['prompts']} |" for x in r["rows"]]
         h = _harness_8bit(record, r["model"], cpu["model"])
         if h:
-            single = max(x["single_tok_s"] for x in r["rows"])
+            single = _llamacpp_single(r)
             lines += ["", f"The harness in 8-bit on the same CPU (generate section, batch {h['batch_size']}): "
                       f"{h['harness_tok_s']} tok/s, {h['harness_tok_s'] / single:.2f}x llama.cpp's best one stream."]
         lines.append("")
@@ -873,7 +878,7 @@ def targets(record: dict) -> list[tuple]:
     for key, r in sorted((record.get("llamacpp") or {}).items()):
         h = _harness_8bit(record, r["model"], r["cpu"]["model"])
         if h:
-            single = max(x["single_tok_s"] for x in r["rows"])
+            single = _llamacpp_single(r)
             avx512 = "avx512f" in r["cpu"]["instruction_sets"]
             out.append((8, f"harness ≥ 1.5x llama.cpp one stream ({r['model']}, CPU {'with' if avx512 else 'without'} "
                         "AVX-512)", f"{h['harness_tok_s']} vs {single} tok/s ({h['harness_tok_s'] / single:.2f}x)",
