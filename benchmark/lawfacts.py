@@ -70,7 +70,7 @@ LIMIT_WORDS = {"mas", "menos", "mayor", "menor", "superior", "inferior", "excede
                "rebasar", "pasar", "solo", "solamente", "unicamente", "antes", "despues", "inferiores",
                "superiores", "mayores", "menores", "excedera", "excederan", "exceda", "excedan", "podra",
                "podran", "debera", "deberan", "pueda", "puedan"}
-NEG_WINDOW = 3
+NEG_WINDOW = 5
 # A number right after these is an article, clause or gazette number, never a quantity of the answer.
 CITATION_WORDS = {"art", "arts", "articulo", "articulos", "numeral", "numerales", "literal", "inciso", "nro",
                   "ro", "decreto", "suplemento", "oficial"}
@@ -79,7 +79,10 @@ SCOPE_WORDS = {"ser", "es", "son", "era", "eran", "fue", "fueron", "sera", "sera
                "estan", "haber", "hay", "ha", "han", "habra", "poder", "puede", "pueden", "podra", "podran",
                "deber", "debe", "deben", "debera", "deberan", "se", "lo", "la", "le", "les", "los", "las", "me", "te",
                "nos", "el", "un", "una", "unos", "unas", "de", "del", "al", "a", "en", "por", "para", "tan", "tanto",
-               "solo", "sino", "que", "ni"}
+               "solo", "sino", "que", "ni",
+               # light verbs whose object is what is denied: "no puede hacerlo en el consulado", "no permite
+               # presumir", "no cabe retención", "no existe plazo"
+               "hacer", "hacerlo", "permitir", "permite", "permiten", "caber", "cabe", "existir", "existe"}
 STOPWORDS = {
     "el", "la", "los", "las", "lo", "un", "uno", "una", "unos", "unas", "de", "del", "al", "a", "en", "y", "e",
     "o", "u", "que", "por", "para", "con", "se", "su", "sus", "le", "les", "es", "ser", "estar", "haber",

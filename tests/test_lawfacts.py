@@ -87,6 +87,10 @@ CASES = [
     ("La orden carece de todo efecto jurídico.", NO_EFFECT, True, False),
     ("Queda sin efecto.", NO_EFFECT, True, False),
     ("La orden surte efecto normalmente.", NO_EFFECT, False, True),
+    # a negation reaches over a light verb to what it denies
+    ("No puede hacerlo en el consulado.", {"tipo": "concepto", "formas": ["en el consulado"]}, False, True),
+    ("Puede hacerlo en el consulado.", {"tipo": "concepto", "formas": ["en el consulado"]}, True, False),
+    ("La negativa no permite presumir nada.", {"tipo": "concepto", "formas": ["presumir"]}, False, True),
 ]
 
 
