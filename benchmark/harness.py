@@ -134,6 +134,16 @@ class PresetRequests:
             self.cache_hook = hook
 
 
+LOGLIKELIHOOD_LOGITS_BYTES = 1 << 30
+
+
+def loglikelihood_batch_size(requests, batch_size: int, vocab_size: int, max_length: int) -> int:
+    """The largest batch, up to ``batch_size``, whose float32 logits over the longest request (context plus
+    continuation, as HFLM cuts it) fit in LOGLIKELIHOOD_LOGITS_BYTES; at least 1."""
+    longest = min(max(len(ctx) + len(cont) for _, ctx, cont in requests), max_length + 1)
+    return max(1, min(batch_size, LOGLIKELIHOOD_LOGITS_BYTES // (longest * vocab_size * 4)))
+
+
 class PresetLM(PresetRequests, HFLM):
     def __init__(self, model, tokenizer, preset, stop_strings=(), batch_size=8, max_length=None, **kwargs):
         super().__init__(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length, **kwargs)
@@ -172,7 +182,21 @@ class PresetLM(PresetRequests, HFLM):
         if over:
             self.truncated_prompts += len(over)
             log.warning("%d prompt(s) longer than %d tokens were truncated from the left", len(over), self.max_length)
-        return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        # HFLM scores a batch from its [batch, length, vocabulary] logits and their log-softmax, both whole: at the
+        # generation batch size a 262k-token vocabulary needs tens of GB (Gemma-3-270M, 64 options of ~250 tokens:
+        # killed at 24 GB). Log-likelihood batches hold at most LOGLIKELIHOOD_LOGITS_BYTES of float32 logits.
+        generation_batch = self.batch_size_per_gpu
+        if isinstance(generation_batch, int) and requests:
+            self.batch_size_per_gpu = loglikelihood_batch_size(requests, generation_batch, self._logits_width(),
+                                                               self.max_length)
+        try:
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        finally:
+            self.batch_size_per_gpu = generation_batch
+
+    def _logits_width(self) -> int:
+        config = getattr(self.model, "config", None)
+        return int(getattr(config, "vocab_size", None) or self.vocab_size)
 
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         from lm_eval.models.utils_hf import stop_sequences_criteria

@@ -45,6 +45,12 @@ from benchmark.tasks import resolve_tasks, stratified_sample, task_dirs, task_so
 DEFAULT_OUTPUT = REPO / "results"
 DEFAULT_SAMPLE = 4          # documents per leaf task in the default, fixed, stratified sample (24 per combination)
 SAMPLE_MAX_GEN_TOKS = 128   # answers are capped at this many tokens in the default sample (not with --full)
+# Default batch sizes. CPU: 64 is the fastest of 16/64/128 in 8-bit on 2 cores (Gemma-3-270M, instruct_es_ifeval,
+# 512-token answers: 1.9x batch 16, 1.2x batch 128) and peaks at 3.5 GB, under the 8 GiB target (PERF.md,
+# "What limits the figures", 9). GPU: not measured; 16 leaves room for a 7B model's KV cache in 8-bit on a 24 GB
+# card. Log-likelihood batches are capped by the size of their logits (benchmark/harness.py).
+CPU_BATCH_SIZE = 64
+CUDA_BATCH_SIZE = 16
 log = logging.getLogger("benchmark")
 
 
@@ -73,7 +79,9 @@ def parse_args(argv=None):
     p.add_argument("--preset", help="decode every combination with this preset (name in presets/ or a path)")
     p.add_argument("--precision", choices=["8bit", "4bit", "bf16", "fp32"], default="8bit")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help=f"documents generated together (default {CPU_BATCH_SIZE} on the CPU, the fastest size that "
+                        f"stays under the memory target, see benchmark/PERF.md; {CUDA_BATCH_SIZE} on a GPU)")
     p.add_argument("--int8-kernels", choices=["fast", "stock"], default="fast",
                    help="8-bit on the CPU: 'fast' = the project's kernels for bitsandbytes' int8 matmul "
                         "(benchmark/int8_cpu.py: the same numbers, faster), 'stock' = bitsandbytes' own")
@@ -105,7 +113,14 @@ def parse_args(argv=None):
         args.max_gen_toks = SAMPLE_MAX_GEN_TOKS
     if args.adapters == ["none"]:
         args.adapters = ["base"]
+    if args.batch_size is None:
+        args.batch_size = default_batch_size(args.device)
     return args
+
+
+def default_batch_size(device: str | None) -> int:
+    """The batch size a run uses when none is given: measured per device (benchmark/PERF.md)."""
+    return CPU_BATCH_SIZE if resolved_device(device) == "cpu" else CUDA_BATCH_SIZE
 
 
 # ------------------------------------------------------------------ adapters ---

@@ -341,3 +341,49 @@ def test_a_combination_killed_half_way_resumes_from_its_last_answer(registry, sm
     resumed = CachingLM(lm, str(tmp_path / "cache.db")).generate_until(requests())
     assert len(calls) == 2, "the two answers given before the error were generated again"
     assert resumed == uninterrupted
+
+
+def test_loglikelihood_batches_fit_the_logits_budget(registry, smoke_checkpoints, bench_cache, monkeypatch):
+    """HFLM holds a batch's logits over the whole vocabulary twice; PresetLM shrinks log-likelihood batches so
+    that their float32 logits stay within LOGLIKELIHOOD_LOGITS_BYTES, scores the same requests, and gives the
+    generation batch size back afterwards."""
+    from lm_eval.api.instance import Instance
+
+    from benchmark import harness
+
+    entry = registry.model("tiny-llama")
+    model, tokenizer, _ = load_8bit(registry, bench_cache, "tiny-llama")
+    lm = harness.PresetLM(model, tokenizer, load_preset(REPO / "presets" / "Deterministic.yaml"),
+                          load_template(entry.template).stop_strings, batch_size=64)
+    requests = [Instance("loglikelihood", doc={}, arguments=(f"{QUESTION} {i}", " Sí" + " no" * i), idx=0)
+                for i in range(5)]
+    seen, real = [], lm._model_call
+
+    def recording(inps, *args, **kwargs):
+        seen.append(inps.shape)
+        return real(inps, *args, **kwargs)
+
+    monkeypatch.setattr(lm, "_model_call", recording)
+    whole = lm.loglikelihood(requests)
+    assert max(s[0] for s in seen) == 5   # within the budget: one batch
+    longest = max(s[1] for s in seen) + 1
+    monkeypatch.setattr(harness, "LOGLIKELIHOOD_LOGITS_BYTES", 2 * longest * lm._logits_width() * 4)
+    seen.clear()
+    split = lm.loglikelihood(requests)
+    assert max(s[0] for s in seen) == 2 and len(seen) == 3
+    assert lm.batch_size == 64
+    assert [round(a, 3) for a, _ in split] == [round(a, 3) for a, _ in whole]
+
+
+@pytest.mark.parametrize("lengths, vocab, max_length, expected", [
+    ([(200, 50), (10, 1)], 262_144, 2048, 4),     # 250 tokens x 262k x 4 bytes per row: 4 rows in 1 GiB
+    ([(200, 50)], 49_152, 2048, 21),
+    ([(200, 50)], 1_000, 2048, 64),               # a small vocabulary keeps the generation batch
+    ([(5000, 50)], 262_144, 511, 2),              # HFLM cuts to max_length + 1 tokens
+    ([(100_000, 50)], 262_144, 1_000_000, 1),     # never below 1
+])
+def test_loglikelihood_batch_size(lengths, vocab, max_length, expected):
+    from benchmark.harness import loglikelihood_batch_size
+
+    requests = [(None, [1] * c, [2] * n) for c, n in lengths]
+    assert loglikelihood_batch_size(requests, 64, vocab, max_length) == expected

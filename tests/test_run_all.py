@@ -67,6 +67,10 @@ def test_help_lists_the_options():
     ([], "adapters", ["base", "instruct", "law", "merged"]),
     ([], "precision", "8bit"),
     (["--include-path", "a", "--include-path", "b"], "include_path", [Path("a"), Path("b")]),
+    # the batch size is measured per device (PERF.md); one given on the command line wins
+    (["--device", "cpu"], "batch_size", run_all.CPU_BATCH_SIZE),
+    (["--device", "cuda"], "batch_size", run_all.CUDA_BATCH_SIZE),
+    (["--device", "cpu", "--batch-size", "8"], "batch_size", 8),
 ])
 def test_parse_args(argv, field, expected):
     assert getattr(run_all.parse_args(argv), field) == expected

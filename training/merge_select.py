@@ -58,7 +58,7 @@ def parse_args(argv=None):
                    help="the instruct adapter's tasks and metrics")
     p.add_argument("--limit", type=int, default=40, help="documents per leaf task (run_all's fixed sample); 0 = whole splits")
     p.add_argument("--precision", default="8bit")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=None, help="run_all's --batch-size (default: run_all's)")
     p.add_argument("--max-gen-toks", type=int, default=None, help="answer cap (default: run_all's)")
     p.add_argument("--include-path", type=Path, action="append", default=[], help="more lm-eval task folders")
     p.add_argument("--work-dir", type=Path, default=Path("runs/merge_select"))
@@ -94,7 +94,9 @@ def _run_all(args, registry: Path, output: Path, adapters: list[str], tasks: lis
     from benchmark import run_all
 
     argv = ["--suite", "merge_select", "--adapters", *adapters, "--tasks", *tasks, "--precision", args.precision,
-            "--batch-size", str(args.batch_size), "--output-dir", str(output), "--no-leaderboard"]
+            "--output-dir", str(output), "--no-leaderboard"]
+    if args.batch_size:
+        argv += ["--batch-size", str(args.batch_size)]
     argv += ["--full"] if args.limit == 0 else ["--limit", str(args.limit)]
     if args.max_gen_toks:
         argv += ["--max-gen-toks", str(args.max_gen_toks)]
